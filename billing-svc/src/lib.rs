@@ -1,0 +1,46 @@
+//! billing-svc: credits. It alone moves them; everything else asks it over gRPC.
+
+mod entity;
+mod entry;
+mod service;
+pub mod store;
+
+use cutx_platform::grpc::RequireMesh;
+use cutx_platform::mesh::MeshKey;
+use cutx_proto::pb::billing_internal_service_server::BillingInternalServiceServer;
+use cutx_proto::pb::billing_service_server::BillingServiceServer;
+use sea_orm::DatabaseConnection;
+use tonic::service::interceptor::InterceptedService;
+
+pub use entry::EntryType;
+use service::Billing;
+
+/// Credits a new user starts with.
+pub const FREE_TIER_CREDITS: i64 = 25;
+
+/// billing-svc's two gRPC services, ready to add to a server.
+pub struct BillingServices {
+    pub public: BillingServiceServer<Billing>,
+    pub internal: InterceptedService<BillingInternalServiceServer<Billing>, RequireMesh>,
+}
+
+pub fn services(db: DatabaseConnection, mesh: MeshKey) -> BillingServices {
+    let billing = Billing { store: store::Store::new(db), mesh: mesh.clone() };
+    BillingServices {
+        public: BillingServiceServer::new(billing.clone()),
+        internal: InterceptedService::new(BillingInternalServiceServer::new(billing), RequireMesh(mesh)),
+    }
+}
+
+/// Serves billing-svc on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    db: DatabaseConnection,
+    mesh: MeshKey,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let s = services(db, mesh);
+    let router = cutx_platform::grpc::server().add_service(s.public).add_service(s.internal);
+    cutx_platform::grpc::serve(router, listener, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The credit ledger. Every movement is one transaction that changes the balance and writes a
+//! ledger row with the balance after it; the row's idempotency key is unique, so the same key
+//! twice moves credits once. A debit is one conditional update (`balance >= amount`), so a
+//! balance never goes below zero, whatever runs concurrently.
+//!
+//! Invariant (property-tested): for every user, balance == sum of their ledger amounts >= 0.
+
+use cutx_platform::clock::now_millis;
+use cutx_platform::ids::UserId;
+use cutx_platform::mesh::Caller;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+
+use crate::entity::{balance, ledger};
+use crate::entry::EntryType;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("insufficient credits: {needed} needed, {balance} available")]
+    InsufficientCredits { needed: i64, balance: i64 },
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// The outcome of a movement: the balance now, and whether this call moved anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub balance: i64,
+    pub applied: bool,
+    pub amount: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Balance {
+    pub balance: i64,
+    pub lifetime_purchased: i64,
+    pub lifetime_used: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// One movement to apply.
+struct Movement<'a> {
+    user: UserId,
+    amount: i64,
+    entry_type: EntryType,
+    key: &'a str,
+    reference: &'a str,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    pub async fn balance(&self, caller: Caller) -> Result<Balance, StoreError> {
+        let row = balance::Entity::find_by_id(caller.user_id().to_string()).one(&self.db).await?;
+        Ok(row
+            .map(|r| Balance { balance: r.balance, lifetime_purchased: r.lifetime_purchased, lifetime_used: r.lifetime_used })
+            .unwrap_or_default())
+    }
+
+    /// The caller's ledger, newest first, after the entry `before` (an id) if given.
+    pub async fn ledger(&self, caller: Caller, before: Option<&str>, limit: u64) -> Result<Vec<ledger::Model>, StoreError> {
+        let mut query = ledger::Entity::find().filter(ledger::Column::UserId.eq(caller.user_id().to_string()));
+        if let Some(before) = before {
+            query = query.filter(ledger::Column::Id.lt(before));
+        }
+        Ok(query.order_by_desc(ledger::Column::Id).limit(limit).all(&self.db).await?)
+    }
+
+    pub async fn debit(&self, user: UserId, amount: i64, key: &str, reference: &str) -> Result<Applied, StoreError> {
+        self.apply(Movement { user, amount: -amount, entry_type: EntryType::Deduction, key, reference }).await
+    }
+
+    pub async fn grant(
+        &self,
+        user: UserId,
+        amount: i64,
+        entry_type: EntryType,
+        key: &str,
+        reference: &str,
+    ) -> Result<Applied, StoreError> {
+        self.apply(Movement { user, amount, entry_type, key, reference }).await
+    }
+
+    /// Gives back what the debit `debit_key` took; nothing if there was no such debit.
+    pub async fn refund(&self, user: UserId, debit_key: &str, key: &str, reference: &str) -> Result<Applied, StoreError> {
+        let debit = ledger::Entity::find()
+            .filter(ledger::Column::IdempotencyKey.eq(debit_key))
+            .filter(ledger::Column::UserId.eq(user.to_string()))
+            .filter(ledger::Column::EntryType.eq(EntryType::Deduction.as_str()))
+            .one(&self.db)
+            .await?;
+        let Some(debit) = debit else {
+            let balance = self.balance(Caller::for_tests(user)).await?.balance;
+            return Ok(Applied { balance, applied: false, amount: 0 });
+        };
+        self.apply(Movement { user, amount: -debit.amount, entry_type: EntryType::Refund, key, reference }).await
+    }
+
+    async fn apply(&self, m: Movement<'_>) -> Result<Applied, StoreError> {
+        match self.apply_once(&m).await {
+            // A concurrent call with the same key committed first (PostgreSQL lets both get this
+            // far): run again, and find its row.
+            Err(StoreError::Db(e)) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+                self.apply_once(&m).await
+            }
+            other => other,
+        }
+    }
+
+    async fn apply_once(&self, m: &Movement<'_>) -> Result<Applied, StoreError> {
+        let txn = self.db.begin().await?;
+        // Write first: on SQLite this takes the write lock before any read, so a concurrent
+        // writer cannot invalidate what this transaction read (SQLITE_BUSY_SNAPSHOT).
+        ensure_balance_row(&txn, m.user).await?;
+        if let Some(existing) = find_by_key(&txn, m.key).await? {
+            let balance = current_balance(&txn, m.user).await?;
+            txn.commit().await?;
+            return Ok(Applied { balance, applied: false, amount: existing.amount.abs() });
+        }
+        let used = Expr::col(balance::Column::LifetimeUsed);
+        let mut update = balance::Entity::update_many()
+            .col_expr(balance::Column::Balance, Expr::col(balance::Column::Balance).add(m.amount))
+            .col_expr(balance::Column::UpdatedAt, Expr::value(now_millis()))
+            .filter(balance::Column::UserId.eq(m.user.to_string()));
+        match m.entry_type {
+            EntryType::Deduction => {
+                update = update
+                    .col_expr(balance::Column::LifetimeUsed, used.add(-m.amount))
+                    .filter(balance::Column::Balance.gte(-m.amount));
+            }
+            EntryType::Refund => update = update.col_expr(balance::Column::LifetimeUsed, used.sub(m.amount)),
+            t if t.is_purchase() => {
+                update = update.col_expr(
+                    balance::Column::LifetimePurchased,
+                    Expr::col(balance::Column::LifetimePurchased).add(m.amount),
+                )
+            }
+            _ => {}
+        }
+        if update.exec(&txn).await?.rows_affected != 1 {
+            let balance = current_balance(&txn, m.user).await?;
+            txn.rollback().await?;
+            return Err(StoreError::InsufficientCredits { needed: -m.amount, balance });
+        }
+        let balance_after = current_balance(&txn, m.user).await?;
+        let row = ledger::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            user_id: Set(m.user.to_string()),
+            entry_type: Set(m.entry_type.as_str().to_string()),
+            amount: Set(m.amount),
+            balance_after: Set(balance_after),
+            reference: Set(m.reference.to_string()),
+            idempotency_key: Set(m.key.to_string()),
+            created_at: Set(now_millis()),
+        };
+        ledger::Entity::insert(row).exec_without_returning(&txn).await?;
+        txn.commit().await?;
+        Ok(Applied { balance: balance_after, applied: true, amount: m.amount.abs() })
+    }
+}
+
+async fn ensure_balance_row(txn: &DatabaseTransaction, user: UserId) -> Result<(), DbErr> {
+    let row = balance::ActiveModel {
+        user_id: Set(user.to_string()),
+        balance: Set(0),
+        lifetime_purchased: Set(0),
+        lifetime_used: Set(0),
+        updated_at: Set(now_millis()),
+    };
+    balance::Entity::insert(row).on_conflict_do_nothing_on([balance::Column::UserId]).exec_without_returning(txn).await?;
+    Ok(())
+}
+
+async fn find_by_key(txn: &DatabaseTransaction, key: &str) -> Result<Option<ledger::Model>, DbErr> {
+    ledger::Entity::find().filter(ledger::Column::IdempotencyKey.eq(key)).one(txn).await
+}
+
+async fn current_balance(txn: &DatabaseTransaction, user: UserId) -> Result<i64, DbErr> {
+    let row = balance::Entity::find_by_id(user.to_string()).one(txn).await?;
+    Ok(row.map(|r| r.balance).unwrap_or(0))
+}

@@ -1,0 +1,145 @@
+//! The ledger's invariants, against a real SQLite database with the real schema.
+
+use billing_svc::EntryType;
+use billing_svc::store::{Store, StoreError};
+use cutx_platform::ids::UserId;
+use cutx_platform::mesh::Caller;
+use proptest::prelude::*;
+
+async fn store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = cutx_platform::db::connect(&cutx_platform::db::sqlite_url(&dir.path().join("t.db")), 4).await.unwrap();
+    cutx_migrations::migrate(&db).await.unwrap();
+    (Store::new(db), dir)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn the_same_debit_key_twice_charges_once() {
+    rt().block_on(async {
+        let (s, _dir) = store().await;
+        let u = UserId::new();
+        s.grant(u, 25, EntryType::FreeTier, "free:u", "signup").await.unwrap();
+        let first = s.debit(u, 3, "debit:j1", "j1").await.unwrap();
+        let again = s.debit(u, 3, "debit:j1", "j1").await.unwrap();
+        assert!(first.applied && !again.applied);
+        assert_eq!((first.balance, again.balance), (22, 22));
+    });
+}
+
+#[test]
+fn a_debit_beyond_the_balance_is_refused_and_changes_nothing() {
+    rt().block_on(async {
+        let (s, _dir) = store().await;
+        let u = UserId::new();
+        s.grant(u, 2, EntryType::Bonus, "b", "").await.unwrap();
+        let err = s.debit(u, 3, "debit:j", "j").await.unwrap_err();
+        assert!(matches!(err, StoreError::InsufficientCredits { needed: 3, balance: 2 }), "{err:?}");
+        assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance, 2);
+        assert_eq!(s.ledger(Caller::for_tests(u), None, 10).await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn a_refund_gives_back_its_debit_once_and_nothing_without_one() {
+    rt().block_on(async {
+        let (s, _dir) = store().await;
+        let u = UserId::new();
+        s.grant(u, 10, EntryType::FreeTier, "f", "").await.unwrap();
+        s.debit(u, 4, "debit:j", "j").await.unwrap();
+        let r1 = s.refund(u, "debit:j", "refund:j", "j").await.unwrap();
+        let r2 = s.refund(u, "debit:j", "refund:j", "j").await.unwrap();
+        let none = s.refund(u, "debit:other", "refund:other", "other").await.unwrap();
+        assert_eq!((r1.applied, r1.amount, r1.balance), (true, 4, 10));
+        assert!(!r2.applied && !none.applied);
+        let b = s.balance(Caller::for_tests(u)).await.unwrap();
+        assert_eq!((b.balance, b.lifetime_used), (10, 0));
+    });
+}
+
+#[test]
+fn concurrent_debits_never_take_the_balance_below_zero() {
+    rt().block_on(async {
+        let (s, _dir) = store().await;
+        let u = UserId::new();
+        s.grant(u, 10, EntryType::FreeTier, "f", "").await.unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move { s.debit(u, 3, &format!("debit:{i}"), "").await })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::InsufficientCredits { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(ok, 3);
+        assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance, 1);
+    });
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Grant { user: usize, key: u8, amount: i64 },
+    Debit { user: usize, job: u8, amount: i64 },
+    Refund { user: usize, job: u8 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..2usize, 0..4u8, 1..30i64).prop_map(|(user, key, amount)| Op::Grant { user, key, amount }),
+        (0..2usize, 0..6u8, 1..15i64).prop_map(|(user, job, amount)| Op::Debit { user, job, amount }),
+        (0..2usize, 0..6u8).prop_map(|(user, job)| Op::Refund { user, job }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn for_every_user_the_ledger_sums_to_the_balance_which_never_goes_negative(ops in proptest::collection::vec(op(), 1..40)) {
+        rt().block_on(async {
+            let (s, _dir) = store().await;
+            let users = [UserId::new(), UserId::new()];
+            for op in &ops {
+                // Keys are per user, as jobs-svc's are (job ids are unique).
+                let result = match *op {
+                    Op::Grant { user, key, amount } =>
+                        s.grant(users[user], amount, EntryType::Bonus, &format!("grant:{user}:{key}"), "").await,
+                    Op::Debit { user, job, amount } =>
+                        s.debit(users[user], amount, &format!("debit:{user}:{job}"), "").await,
+                    Op::Refund { user, job } =>
+                        s.refund(users[user], &format!("debit:{user}:{job}"), &format!("refund:{user}:{job}"), "").await,
+                };
+                match result {
+                    Ok(_) | Err(StoreError::InsufficientCredits { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            for u in users {
+                let caller = Caller::for_tests(u);
+                let b = s.balance(caller).await.unwrap();
+                let entries = s.ledger(caller, None, 1000).await.unwrap();
+                let sum: i64 = entries.iter().map(|e| e.amount).sum();
+                assert!(b.balance >= 0);
+                assert_eq!(b.balance, sum);
+                // Newest first: each row's balance_after is the running sum.
+                let mut running = 0;
+                for e in entries.iter().rev() {
+                    running += e.amount;
+                    assert_eq!(e.balance_after, running);
+                }
+                let refunds = entries.iter().filter(|e| e.entry_type == "refund").count();
+                let debits = entries.iter().filter(|e| e.entry_type == "deduction").count();
+                assert!(refunds <= debits);
+            }
+        });
+    }
+}

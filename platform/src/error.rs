@@ -1,0 +1,100 @@
+//! Building `tonic::Status` values with `google.rpc` details, the same way in every service.
+//!
+//! The gateway renders these details into the REST error body, so a field violation reaches a
+//! curl user as `{"code":3,"message":"prompt: ...","details":[{"@type":...BadRequest,...}]}`.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo.domain` of every CutX error.
+pub const ERROR_DOMAIN: &str = "cutx.dev";
+/// The `ErrorInfo.reason` for a debit that would go below zero (HTTP 402 over REST).
+pub const REASON_INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
+
+/// One bad field of a request: its name as the client wrote it and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self { field: field.into(), description: description.into() }
+    }
+}
+
+/// `INVALID_ARGUMENT` naming every bad field, in the message and as `BadRequest` details.
+pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
+    let message = violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ");
+    let mut details = ErrorDetails::new();
+    for v in violations {
+        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+    }
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// `INVALID_ARGUMENT` for one field.
+pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
+    invalid_argument(&[FieldViolation::new(field, description)])
+}
+
+/// A status with an `ErrorInfo` reason, for clients that branch on it.
+pub fn with_reason(code: Code, message: impl Into<String>, reason: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+/// Too few credits: `FAILED_PRECONDITION` with reason `INSUFFICIENT_CREDITS`.
+pub fn insufficient_credits(needed: i64, balance: i64) -> Status {
+    with_reason(
+        Code::FailedPrecondition,
+        format!("insufficient credits: {needed} needed, {balance} available"),
+        REASON_INSUFFICIENT_CREDITS,
+    )
+}
+
+/// The `ErrorInfo.reason` of a status, if it has one.
+pub fn reason_of(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+/// A failure the client cannot act on: logged with its cause, answered as a bare `INTERNAL`.
+pub fn internal(context: &str, err: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %err, "{context}");
+    Status::internal("internal error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_names_every_field_in_message_and_details() {
+        let status = invalid_argument(&[
+            FieldViolation::new("prompt", "must be 5 to 1000 characters"),
+            FieldViolation::new("aspect_ratio", "must be one of 1:1, 9:16, 4:5, 16:9"),
+        ]);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("prompt:") && status.message().contains("aspect_ratio:"));
+        let fields: Vec<_> = status.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["prompt", "aspect_ratio"]);
+    }
+
+    #[test]
+    fn insufficient_credits_is_failed_precondition_with_its_reason() {
+        let status = insufficient_credits(3, 1);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(reason_of(&status).as_deref(), Some(REASON_INSUFFICIENT_CREDITS));
+    }
+
+    #[test]
+    fn internal_errors_carry_no_cause() {
+        let status = internal("db", "syntax error at SELECT * FROM secrets");
+        assert_eq!(status.message(), "internal error");
+        assert!(status.details().is_empty());
+    }
+}

@@ -1,0 +1,84 @@
+//! Serving and calling gRPC the same way in every service: TCP_NODELAY on both sides (Nagle
+//! otherwise adds 40 ms stalls), graceful shutdown, lazy channels, mesh tokens on every call.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::service::Interceptor;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::mesh::MeshKey;
+
+/// Binds a listener; `addr` may have port 0.
+pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// The incoming connections of a bound listener, with TCP_NODELAY.
+pub fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// A server builder with the settings every CutX service shares.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder().tcp_nodelay(true).timeout(Duration::from_secs(120))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight calls.
+pub async fn serve(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    router.serve_with_incoming_shutdown(incoming(listener), shutdown).await
+}
+
+/// A channel to `addr` (`http://host:port`) that connects on first use and reconnects after.
+pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(addr.to_string())?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .connect_lazy())
+}
+
+/// Adds a mesh token naming the calling service to every outgoing call.
+#[derive(Clone)]
+pub struct MeshInterceptor {
+    key: MeshKey,
+    service: &'static str,
+}
+
+impl MeshInterceptor {
+    pub fn new(key: MeshKey, service: &'static str) -> Self {
+        Self { key, service }
+    }
+}
+
+impl Interceptor for MeshInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        self.key.attach(&mut request, self.service, None);
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry this service's mesh token.
+pub type MeshChannel = tonic::service::interceptor::InterceptedService<Channel, MeshInterceptor>;
+
+pub fn mesh_channel(channel: Channel, key: MeshKey, service: &'static str) -> MeshChannel {
+    tonic::service::interceptor::InterceptedService::new(channel, MeshInterceptor::new(key, service))
+}
+
+/// Refuses a call that carries no valid mesh token (for `*InternalService` servers).
+#[derive(Clone)]
+pub struct RequireMesh(pub MeshKey);
+
+impl Interceptor for RequireMesh {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.0.identify(request.metadata())?;
+        Ok(request)
+    }
+}

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("cutx/v1"))?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(root.join("cutx/v1"))?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
     files.retain(|p| p.extension().is_some_and(|e| e == "proto"));
     files.sort();
     // The error details are not imported by any cutx file, but the gateway renders them as JSON
@@ -24,9 +23,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compiler.open_files(&files)?;
     std::fs::write(out.join("cutx_descriptor.bin"), compiler.encode_file_descriptor_set())?;
 
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(compiler.file_descriptor_set())?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

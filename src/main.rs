@@ -1,1 +1,66 @@
-fn main() {}
+//! `cutx`: one binary for every CutX service. The binary parses the command line and calls the
+//! services' entry points; nothing else lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use cutx::dev::{DevMesh, DevOptions};
+
+#[derive(Parser)]
+#[command(name = "cutx", version, about = "CutX: credit-metered media generation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process on one port: SQLite, a SQL queue, a media folder, local providers.
+    Dev {
+        /// Where the gateway listens (gRPC, gRPC-web and REST on one port).
+        #[arg(long, env = "CUTX_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the database, media and secrets are kept.
+        #[arg(long, env = "CUTX_DATA_DIR", default_value = ".cutx")]
+        data_dir: PathBuf,
+        /// The address users reach the gateway at, if not http://<listen>.
+        #[arg(long, env = "CUTX_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Queue consumers.
+        #[arg(long, env = "CUTX_WORKERS", default_value_t = 2)]
+        workers: usize,
+    },
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing what is in flight");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    cutx_platform::telemetry::init();
+    match Cli::parse().command {
+        Command::Dev { listen, data_dir, public_url, workers } => {
+            let mut options = DevOptions::new(listen, data_dir.clone());
+            options.public_url = public_url;
+            options.workers = workers;
+            let mesh = DevMesh::start(options).await?;
+            let url = mesh.public_url().to_string();
+            let data = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);
+            // Tests and scripts read this line to find the port.
+            println!("cutx dev listening on http://{}", mesh.addr());
+            println!("  REST:      {url}/api/...   (OpenAPI: {url}/api/openapi.json)");
+            println!("  gRPC:      grpcurl -plaintext {} list", mesh.addr());
+            println!("  sign in:   curl -X POST {url}/api/auth/magic-link -d '{{\"email\":\"you@example.com\"}}'");
+            println!("             then open the link from the log or from {url}/api/dev/mailbox");
+            println!("  data:      {}", data.display());
+            mesh.run_until(shutdown_signal()).await
+        }
+    }
+}

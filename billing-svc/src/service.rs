@@ -4,7 +4,9 @@
 use cutx_platform::error::{insufficient_credits, internal, invalid_field};
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::MeshKey;
-use cutx_proto::pb::{self, billing_internal_service_server::BillingInternalService, billing_service_server::BillingService};
+use cutx_proto::pb::{
+    self, billing_internal_service_server::BillingInternalService, billing_service_server::BillingService,
+};
 use tonic::{Request, Response, Status};
 
 use crate::entry::EntryType;
@@ -31,7 +33,10 @@ pub struct Billing {
 
 #[tonic::async_trait]
 impl BillingService for Billing {
-    async fn get_balance(&self, request: Request<pb::GetBalanceRequest>) -> Result<Response<pb::GetBalanceResponse>, Status> {
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let caller = self.mesh.caller(&request)?;
         let b = self.store.balance(caller).await?;
         Ok(Response::new(pb::GetBalanceResponse {
@@ -41,7 +46,10 @@ impl BillingService for Billing {
         }))
     }
 
-    async fn list_ledger(&self, request: Request<pb::ListLedgerRequest>) -> Result<Response<pb::ListLedgerResponse>, Status> {
+    async fn list_ledger(
+        &self,
+        request: Request<pb::ListLedgerRequest>,
+    ) -> Result<Response<pb::ListLedgerResponse>, Status> {
         let caller = self.mesh.caller(&request)?;
         let pb::ListLedgerRequest { page_size, page_token } = request.into_inner();
         let limit = match page_size {
@@ -54,7 +62,11 @@ impl BillingService for Billing {
             return Err(invalid_field("page_token", "is not a token from a previous page"));
         }
         let rows = self.store.ledger(caller, before.as_deref(), limit).await?;
-        let next_page_token = if rows.len() as u64 == limit { rows.last().map(|r| r.id.clone()).unwrap_or_default() } else { String::new() };
+        let next_page_token = if rows.len() as u64 == limit {
+            rows.last().map(|r| r.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let entries = rows
             .into_iter()
             .map(|r| pb::LedgerEntry {
@@ -99,12 +111,17 @@ impl BillingInternalService for Billing {
     }
 
     async fn refund(&self, request: Request<pb::RefundRequest>) -> Result<Response<pb::RefundResponse>, Status> {
-        let pb::RefundRequest { user_id: user, debit_idempotency_key, idempotency_key, reference } = request.into_inner();
+        let pb::RefundRequest { user_id: user, debit_idempotency_key, idempotency_key, reference } =
+            request.into_inner();
         let user = user_id(&user)?;
         key("debit_idempotency_key", &debit_idempotency_key)?;
         key("idempotency_key", &idempotency_key)?;
         let applied = self.store.refund(user, &debit_idempotency_key, &idempotency_key, &reference).await?;
-        Ok(Response::new(pb::RefundResponse { balance: applied.balance, applied: applied.applied, amount: applied.amount }))
+        Ok(Response::new(pb::RefundResponse {
+            balance: applied.balance,
+            applied: applied.applied,
+            amount: applied.amount,
+        }))
     }
 
     async fn grant(&self, request: Request<pb::GrantRequest>) -> Result<Response<pb::GrantResponse>, Status> {

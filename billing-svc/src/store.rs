@@ -10,8 +10,8 @@ use cutx_platform::ids::UserId;
 use cutx_platform::mesh::Caller;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use crate::entity::{balance, ledger};
@@ -62,12 +62,21 @@ impl Store {
     pub async fn balance(&self, caller: Caller) -> Result<Balance, StoreError> {
         let row = balance::Entity::find_by_id(caller.user_id().to_string()).one(&self.db).await?;
         Ok(row
-            .map(|r| Balance { balance: r.balance, lifetime_purchased: r.lifetime_purchased, lifetime_used: r.lifetime_used })
+            .map(|r| Balance {
+                balance: r.balance,
+                lifetime_purchased: r.lifetime_purchased,
+                lifetime_used: r.lifetime_used,
+            })
             .unwrap_or_default())
     }
 
     /// The caller's ledger, newest first, after the entry `before` (an id) if given.
-    pub async fn ledger(&self, caller: Caller, before: Option<&str>, limit: u64) -> Result<Vec<ledger::Model>, StoreError> {
+    pub async fn ledger(
+        &self,
+        caller: Caller,
+        before: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<ledger::Model>, StoreError> {
         let mut query = ledger::Entity::find().filter(ledger::Column::UserId.eq(caller.user_id().to_string()));
         if let Some(before) = before {
             query = query.filter(ledger::Column::Id.lt(before));
@@ -91,7 +100,13 @@ impl Store {
     }
 
     /// Gives back what the debit `debit_key` took; nothing if there was no such debit.
-    pub async fn refund(&self, user: UserId, debit_key: &str, key: &str, reference: &str) -> Result<Applied, StoreError> {
+    pub async fn refund(
+        &self,
+        user: UserId,
+        debit_key: &str,
+        key: &str,
+        reference: &str,
+    ) -> Result<Applied, StoreError> {
         let debit = ledger::Entity::find()
             .filter(ledger::Column::IdempotencyKey.eq(debit_key))
             .filter(ledger::Column::UserId.eq(user.to_string()))
@@ -176,7 +191,10 @@ async fn ensure_balance_row(txn: &DatabaseTransaction, user: UserId) -> Result<(
         lifetime_used: Set(0),
         updated_at: Set(now_millis()),
     };
-    balance::Entity::insert(row).on_conflict_do_nothing_on([balance::Column::UserId]).exec_without_returning(txn).await?;
+    balance::Entity::insert(row)
+        .on_conflict_do_nothing_on([balance::Column::UserId])
+        .exec_without_returning(txn)
+        .await?;
     Ok(())
 }
 

@@ -78,7 +78,12 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create().name("projects_user").table(Projects::Table).col(Projects::UserId).col(Projects::Id).to_owned(),
+                Index::create()
+                    .name("projects_user")
+                    .table(Projects::Table)
+                    .col(Projects::UserId)
+                    .col(Projects::Id)
+                    .to_owned(),
             )
             .await?;
         manager
@@ -104,7 +109,9 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("jobs_user").table(Jobs::Table).col(Jobs::UserId).col(Jobs::Id).to_owned())
+            .create_index(
+                Index::create().name("jobs_user").table(Jobs::Table).col(Jobs::UserId).col(Jobs::Id).to_owned(),
+            )
             .await?;
         manager
             .create_index(
@@ -118,7 +125,14 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("jobs_status_updated").table(Jobs::Table).col(Jobs::Status).col(Jobs::UpdatedAt).to_owned())
+            .create_index(
+                Index::create()
+                    .name("jobs_status_updated")
+                    .table(Jobs::Table)
+                    .col(Jobs::Status)
+                    .col(Jobs::UpdatedAt)
+                    .to_owned(),
+            )
             .await?;
         manager
             .create_table(
@@ -163,7 +177,11 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create().name("job_transitions_job").table(JobTransitions::Table).col(JobTransitions::JobId).to_owned(),
+                Index::create()
+                    .name("job_transitions_job")
+                    .table(JobTransitions::Table)
+                    .col(JobTransitions::JobId)
+                    .to_owned(),
             )
             .await
     }

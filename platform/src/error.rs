@@ -80,7 +80,8 @@ mod tests {
         ]);
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains("prompt:") && status.message().contains("aspect_ratio:"));
-        let fields: Vec<_> = status.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
+        let fields: Vec<_> =
+            status.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
         assert_eq!(fields, ["prompt", "aspect_ratio"]);
     }
 

@@ -2,14 +2,14 @@
 //! the database, the job queue and the media store.
 
 pub mod aspect;
-pub mod error;
-pub mod ids;
-pub mod mesh;
-pub mod secret;
-pub mod session;
 pub mod clock;
 pub mod db;
-pub mod queue;
-pub mod media;
+pub mod error;
 pub mod grpc;
+pub mod ids;
+pub mod media;
+pub mod mesh;
+pub mod queue;
+pub mod secret;
+pub mod session;
 pub mod telemetry;

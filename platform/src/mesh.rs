@@ -97,10 +97,7 @@ impl MeshKey {
     /// The signed-in user a call acts for; `UNAUTHENTICATED` when there is none.
     pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         let identity = self.identify(request.metadata())?;
-        identity
-            .user
-            .map(|user_id| Caller { user_id })
-            .ok_or_else(|| Status::unauthenticated("sign in first"))
+        identity.user.map(|user_id| Caller { user_id }).ok_or_else(|| Status::unauthenticated("sign in first"))
     }
 
     /// Adds a token naming `service` (and acting for `user`, if any) to an outgoing request.

@@ -78,7 +78,14 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(id: String, topic: String, payload: Bytes, attempt: u32, exhausted: bool, settle: Box<dyn Settle>) -> Self {
+    pub fn new(
+        id: String,
+        topic: String,
+        payload: Bytes,
+        attempt: u32,
+        exhausted: bool,
+        settle: Box<dyn Settle>,
+    ) -> Self {
         Self { id, topic, payload, attempt, exhausted, settle }
     }
 

@@ -15,12 +15,8 @@ pub use cutx::v1 as pb;
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cutx_descriptor.bin"));
 
 /// The services clients may call through the gateway.
-pub const PUBLIC_SERVICES: &[&str] = &[
-    "cutx.v1.AuthService",
-    "cutx.v1.JobService",
-    "cutx.v1.ProjectService",
-    "cutx.v1.BillingService",
-];
+pub const PUBLIC_SERVICES: &[&str] =
+    &["cutx.v1.AuthService", "cutx.v1.JobService", "cutx.v1.ProjectService", "cutx.v1.BillingService"];
 
 /// Served only by `cutx dev`.
 pub const DEV_SERVICES: &[&str] = &["cutx.v1.DevMailboxService"];

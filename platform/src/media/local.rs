@@ -79,11 +79,10 @@ async fn download(
         return refuse(StatusCode::FORBIDDEN, &e.to_string());
     }
     match tokio::fs::read(store.root.join(&key)).await {
-        Ok(bytes) => (
-            [(header::CONTENT_TYPE, content_type_of(&key)), (header::CACHE_CONTROL, "private, max-age=300")],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => {
+            ([(header::CONTENT_TYPE, content_type_of(&key)), (header::CACHE_CONTROL, "private, max-age=300")], bytes)
+                .into_response()
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => refuse(StatusCode::NOT_FOUND, "not found"),
         Err(e) => {
             tracing::error!(error = %e, %key, "reading media");

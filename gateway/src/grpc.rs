@@ -1,0 +1,57 @@
+//! The gRPC side of the port: health, reflection and the pass-through, behind tonic-web.
+//!
+//! Reflection (v1, and v1alpha for grpcurl 1.8) lists only the exposed services, health and
+//! reflection itself; health reports SERVING for "" and for each exposed service.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceExt};
+
+use crate::forward::Forwarder;
+
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+const REFLECTION_SERVICES: [&str; 2] =
+    ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+
+pub type GrpcService = BoxCloneSyncService<Request, Response, Infallible>;
+
+/// Requests of the gRPC side: gRPC and gRPC-web (binary or text) alike.
+pub fn is_grpc(request: &Request) -> bool {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+pub async fn grpc_service(exposed: &HashSet<String>, forwarder: Forwarder) -> anyhow::Result<GrpcService> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_service_status("", ServingStatus::Serving).await;
+    for service in exposed {
+        reporter.set_service_status(service, ServingStatus::Serving).await;
+    }
+
+    let listed = exposed.iter().map(String::as_str).chain([HEALTH_SERVICE]).chain(REFLECTION_SERVICES);
+    let reflection = || {
+        listed.clone().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(cutx_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |builder, name| builder.with_service_name(name),
+        )
+    };
+    let routes = Routes::new(health)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .into_axum_router()
+        // Routes' router already has a fallback (UNIMPLEMENTED); merging would panic.
+        .fallback_service(forwarder);
+    let web = tonic_web::GrpcWebLayer::new().layer(routes);
+    Ok(BoxCloneSyncService::new(ServiceExt::<Request>::map_response(web, IntoResponse::into_response)))
+}

@@ -1,0 +1,158 @@
+//! The CutX gateway: one port (HTTP/1.1 and h2c) for gRPC, gRPC-web and REST, with no
+//! per-endpoint code.
+//!
+//! Everything it serves comes from `cutx_proto::FILE_DESCRIPTOR_SET`: gRPC calls of the exposed
+//! services pass through undecoded, REST routes come from their `google.api.http` rules, and
+//! `/api/openapi.json`, reflection and health describe the same set. Internal services are never
+//! reachable, and every forwarded call carries a mesh token minted here from the caller's
+//! verified session (see [`identity`]).
+
+pub mod codec;
+pub mod forward;
+pub mod grpc;
+pub mod http_rule;
+pub mod identity;
+pub mod openapi;
+pub mod rest;
+pub mod routes;
+pub mod status_http;
+pub mod transcode;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::Request;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use http::{HeaderName, Method, header};
+use prost_reflect::DescriptorPool;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use tower::ServiceExt;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::forward::Forwarder;
+use crate::identity::IdentityMinter;
+use crate::rest::RestState;
+use crate::routes::RouteTable;
+
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Fully-qualified service name ("cutx.v1.JobService") -> channel to the process serving it.
+    pub backends: HashMap<String, Channel>,
+    /// Services clients may reach: `cutx_proto::PUBLIC_SERVICES`, plus `DEV_SERVICES` in dev
+    /// mode. Every other service of the descriptor set is never reachable.
+    pub exposed_services: Vec<String>,
+    pub sessions: cutx_platform::session::SessionKey,
+    pub mesh: cutx_platform::mesh::MeshKey,
+    /// Extra routes mounted as they are (signed media downloads under `/media`).
+    pub extra_routes: Router,
+    /// REST body limit, [`GatewayConfig::DEFAULT_MAX_BODY`] by default.
+    pub max_body_bytes: usize,
+}
+
+impl GatewayConfig {
+    pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+}
+
+pub struct Gateway {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    app: Router,
+}
+
+impl Gateway {
+    /// Checks the configuration against the descriptor set, builds every route and binds the
+    /// listener; nothing is served until [`Gateway::run_until_stopped`].
+    pub async fn build(config: GatewayConfig) -> anyhow::Result<Gateway> {
+        let pool =
+            DescriptorPool::decode(cutx_proto::FILE_DESCRIPTOR_SET).context("decoding the cutx descriptor set")?;
+        let exposed: HashSet<String> = config.exposed_services.iter().cloned().collect();
+        for service in &exposed {
+            anyhow::ensure!(
+                pool.get_service_by_name(service).is_some(),
+                "exposed service {service} is not in the descriptor set"
+            );
+            if !config.backends.contains_key(service) {
+                tracing::warn!(service, "exposed service has no backend: its calls answer UNIMPLEMENTED");
+            }
+        }
+        let table = RouteTable::from_pool(&pool, &exposed)?;
+        let identity = IdentityMinter::new(config.sessions, config.mesh);
+
+        let openapi = Arc::new(openapi::document(&table));
+        let forwarder = Forwarder::new(config.backends.clone(), exposed.clone(), identity.clone());
+        let grpc = grpc::grpc_service(&exposed, forwarder).await?;
+        let rest_state = Arc::new(RestState {
+            pool,
+            table,
+            backends: config.backends,
+            identity,
+            max_body_bytes: config.max_body_bytes,
+        });
+        let http = Router::new()
+            .route("/api/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+            .fallback(rest::handle)
+            .with_state(rest_state)
+            .merge(config.extra_routes);
+
+        // gRPC paths are any `/<service>/<method>`, so the split is by content type, not path;
+        // it also keeps tonic-web's "400 to non-grpc-web HTTP/1.1" away from REST.
+        let app = Router::new()
+            .fallback_service(tower::service_fn(move |request: Request| {
+                let grpc = grpc.clone();
+                let http = http.clone();
+                async move {
+                    if grpc::is_grpc(&request) { grpc.oneshot(request).await } else { http.oneshot(request).await }
+                }
+            }))
+            .layer(cors());
+
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Gateway { listener, local_addr, app })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then lets open calls finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        // Without TCP_NODELAY small gRPC frames wait on Nagle: 40 ms stalls, half the throughput.
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        tracing::info!(addr = %self.local_addr, "gateway listening");
+        axum::serve(listener, self.app).with_graceful_shutdown(shutdown).await.context("serving the gateway")
+    }
+}
+
+/// Browsers call from the web studio's origin with credentials (the session cookie), and
+/// gRPC-web clients must read the status trailers-as-headers.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_credentials(true)
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+}

@@ -1,0 +1,155 @@
+//! The REST handler: one function for every `google.api.http` route.
+//!
+//! It finds the route, reads the body within the size limit, builds the request message, calls
+//! the backend over gRPC with the caller's mesh identity, and answers with the JSON of the
+//! response or of the error. A server-streaming method answers newline-delimited JSON, one
+//! `{"result": ...}` per message and, if the stream fails, a last `{"error": ...}` line.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost::Message;
+use prost_reflect::DescriptorPool;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::codec::BytesCodec;
+use crate::identity::IdentityMinter;
+use crate::routes::{Lookup, RestRoute, RouteTable};
+use crate::status_http::{error_response, route_error};
+use crate::transcode::{body_too_large, copy_set_cookies, request_message, response_json};
+
+pub struct RestState {
+    pub pool: DescriptorPool,
+    pub table: RouteTable,
+    pub backends: HashMap<String, Channel>,
+    pub identity: IdentityMinter,
+    pub max_body_bytes: usize,
+}
+
+/// Request headers passed on as metadata, besides the minted mesh token. The session travels
+/// too, so auth-svc can revoke the very token a logout comes with.
+const FORWARDED_HEADERS: [header::HeaderName; 3] = [header::AUTHORIZATION, header::COOKIE, header::USER_AGENT];
+
+pub async fn handle(State(state): State<Arc<RestState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (route, bindings) = match state.table.find(&parts.method, parts.uri.path()) {
+        Lookup::Found(route, bindings) => (route, bindings),
+        Lookup::MethodNotAllowed => {
+            return route_error(&state.pool, Code::Unimplemented, &format!("method {} not allowed here", parts.method));
+        }
+        Lookup::NotFound => {
+            return route_error(&state.pool, Code::NotFound, &format!("no route for {}", parts.uri.path()));
+        }
+    };
+    let body = match Limited::new(body, state.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return error_response(&state.pool, &body_too_large(state.max_body_bytes));
+        }
+        Err(_) => {
+            return error_response(&state.pool, &Status::cancelled("the request body could not be read"));
+        }
+    };
+    let message = match request_message(route, &bindings, parts.uri.query(), &body) {
+        Ok(message) => message,
+        Err(status) => return error_response(&state.pool, &status),
+    };
+    let Some(channel) = state.backends.get(route.rpc.parent_service().full_name()) else {
+        return error_response(
+            &state.pool,
+            &Status::unimplemented(format!("{} is not served here", route.rpc.parent_service().full_name())),
+        );
+    };
+    let mut call = tonic::Request::new(Bytes::from(message.encode_to_vec()));
+    fill_metadata(&state.identity, &parts.headers, call.metadata_mut());
+    if route.rpc.is_server_streaming() {
+        server_streaming(state.clone(), route.clone(), channel.clone(), call).await
+    } else {
+        unary(&state, route, channel.clone(), call).await
+    }
+}
+
+fn fill_metadata(identity: &IdentityMinter, headers: &http::HeaderMap, metadata: &mut MetadataMap) {
+    for name in &FORWARDED_HEADERS {
+        for value in headers.get_all(name) {
+            if let Ok(value) = MetadataValue::try_from(value.as_bytes()) {
+                metadata.append(name.as_str(), value);
+            }
+        }
+    }
+    let mesh = identity.mesh_value(identity.user(headers));
+    let mesh = MetadataValue::try_from(mesh.as_bytes()).expect("a JWT is valid metadata");
+    metadata.insert(cutx_platform::mesh::MESH_HEADER, mesh);
+}
+
+fn path_of(route: &RestRoute) -> http::uri::PathAndQuery {
+    route.grpc_path().parse().expect("service and method names make a valid path")
+}
+
+async fn unary(state: &RestState, route: &RestRoute, channel: Channel, call: tonic::Request<Bytes>) -> Response {
+    let mut client = tonic::client::Grpc::new(channel);
+    if let Err(e) = client.ready().await {
+        return error_response(&state.pool, &Status::unavailable(format!("backend not ready: {e}")));
+    }
+    let response = match client.unary(call, path_of(route), BytesCodec).await {
+        Ok(response) => response,
+        Err(status) => return error_response(&state.pool, &status),
+    };
+    let (metadata, encoded, _) = response.into_parts();
+    let json = match response_json(route, &encoded) {
+        Ok(json) => json,
+        Err(status) => return error_response(&state.pool, &status),
+    };
+    let mut answer = (StatusCode::OK, axum::Json(json)).into_response();
+    copy_set_cookies(&metadata, answer.headers_mut());
+    answer
+}
+
+async fn server_streaming(
+    state: Arc<RestState>,
+    route: RestRoute,
+    channel: Channel,
+    call: tonic::Request<Bytes>,
+) -> Response {
+    let mut client = tonic::client::Grpc::new(channel);
+    if let Err(e) = client.ready().await {
+        return error_response(&state.pool, &Status::unavailable(format!("backend not ready: {e}")));
+    }
+    // An error before the first message (trailers-only) is an ordinary HTTP error answer.
+    let response = match client.server_streaming(call, path_of(&route), BytesCodec).await {
+        Ok(response) => response,
+        Err(status) => return error_response(&state.pool, &status),
+    };
+    let (metadata, stream, _) = response.into_parts();
+    let lines = stream
+        .map(move |item| {
+            let line = match item.and_then(|encoded| response_json(&route, &encoded)) {
+                Ok(json) => serde_json::json!({ "result": json }),
+                Err(status) => serde_json::json!({ "error": crate::status_http::error_body(&state.pool, &status) }),
+            };
+            let mut bytes = serde_json::to_vec(&line).expect("JSON values serialize");
+            bytes.push(b'\n');
+            (line.get("error").is_some(), Bytes::from(bytes))
+        })
+        // Nothing follows an error line.
+        .scan(false, |failed, (is_error, bytes)| {
+            if *failed {
+                return futures::future::ready(None);
+            }
+            *failed = is_error;
+            futures::future::ready(Some(Ok::<_, std::convert::Infallible>(bytes)))
+        });
+    let mut answer = Response::new(Body::from_stream(lines));
+    answer.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    copy_set_cookies(&metadata, answer.headers_mut());
+    answer
+}

@@ -1,0 +1,447 @@
+//! The gateway in front of a tiny BillingService, both on port 0, called as clients would:
+//! REST with reqwest, gRPC with the generated client, gRPC-web as raw HTTP/1.1 frames.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cutx_gateway::{Gateway, GatewayConfig};
+use cutx_platform::ids::UserId;
+use cutx_platform::mesh::{MESH_HEADER, MeshIdentity, MeshKey};
+use cutx_platform::secret::Secret;
+use cutx_platform::session::SessionKey;
+use cutx_proto::pb;
+use cutx_proto::pb::billing_service_server::{BillingService, BillingServiceServer};
+use cutx_proto::pb::job_service_server::{JobService, JobServiceServer};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+/// A page size that makes the fake answer "insufficient credits", to see the 402.
+const BROKE_PAGE_SIZE: i32 = 13;
+
+#[derive(Clone)]
+struct FakeBilling {
+    mesh: MeshKey,
+    seen: Arc<Mutex<Vec<MeshIdentity>>>,
+}
+
+#[tonic::async_trait]
+impl BillingService for FakeBilling {
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        let identity = self.mesh.identify(request.metadata())?;
+        self.seen.lock().unwrap().push(identity);
+        self.mesh.caller(&request)?;
+        let mut response =
+            Response::new(pb::GetBalanceResponse { balance: 42, lifetime_purchased: 0, lifetime_used: 0 });
+        response.metadata_mut().insert("set-cookie", "seen=1; Path=/".parse().unwrap());
+        response.metadata_mut().insert("x-internal-detail", "secret".parse().unwrap());
+        Ok(response)
+    }
+
+    async fn list_ledger(
+        &self,
+        request: Request<pb::ListLedgerRequest>,
+    ) -> Result<Response<pb::ListLedgerResponse>, Status> {
+        self.mesh.caller(&request)?;
+        if request.get_ref().page_size == BROKE_PAGE_SIZE {
+            return Err(cutx_platform::error::insufficient_credits(3, 1));
+        }
+        Ok(Response::new(pb::ListLedgerResponse {
+            entries: vec![],
+            next_page_token: format!("size-{}", request.get_ref().page_size),
+        }))
+    }
+}
+
+/// Serves GetJob and WatchJob (two states, then NOT_FOUND, to see the NDJSON error line).
+struct FakeJobs;
+
+fn job(id: &str, status: pb::JobStatus) -> pb::Job {
+    pb::Job {
+        id: id.into(),
+        status: status as i32,
+        created_at: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for FakeJobs {
+    async fn generate_copy(
+        &self,
+        _: Request<pb::GenerateCopyRequest>,
+    ) -> Result<Response<pb::GenerateCopyResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+    async fn generate_static_ad(
+        &self,
+        _: Request<pb::GenerateStaticAdRequest>,
+    ) -> Result<Response<pb::GenerateStaticAdResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+    async fn generate_voiceover(
+        &self,
+        _: Request<pb::GenerateVoiceoverRequest>,
+    ) -> Result<Response<pb::GenerateVoiceoverResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+    async fn generate_video(
+        &self,
+        _: Request<pb::GenerateVideoRequest>,
+    ) -> Result<Response<pb::GenerateVideoResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+    async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
+        Ok(Response::new(pb::GetJobResponse { job: Some(job(&request.into_inner().id, pb::JobStatus::Queued)) }))
+    }
+    async fn list_jobs(&self, _: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+    async fn cancel_job(&self, _: Request<pb::CancelJobRequest>) -> Result<Response<pb::CancelJobResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    type WatchJobStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::WatchJobResponse, Status>>>;
+
+    async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> Result<Response<Self::WatchJobStream>, Status> {
+        let id = request.into_inner().id;
+        if id == "missing" {
+            return Err(Status::not_found("no such job"));
+        }
+        let items = vec![
+            Ok(pb::WatchJobResponse { job: Some(job(&id, pb::JobStatus::Queued)) }),
+            Ok(pb::WatchJobResponse { job: Some(job(&id, pb::JobStatus::Processing)) }),
+            Err(Status::not_found("the job went away")),
+        ];
+        Ok(Response::new(tokio_stream::iter(items)))
+    }
+}
+
+struct TestMesh {
+    base: String,
+    channel: Channel,
+    sessions: SessionKey,
+    seen: Arc<Mutex<Vec<MeshIdentity>>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn spawn_mesh() -> TestMesh {
+    let mesh = MeshKey::new(&Secret::new("mesh-secret".into()));
+    let sessions = SessionKey::new(&Secret::new("session-secret".into()));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+
+    let backend_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend_listener.local_addr().unwrap();
+    let billing = FakeBilling { mesh: mesh.clone(), seen: seen.clone() };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(BillingServiceServer::new(billing))
+            .add_service(JobServiceServer::new(FakeJobs))
+            .serve_with_incoming(TcpListenerStream::new(backend_listener)),
+    );
+    let backend = Endpoint::from_shared(format!("http://{backend_addr}")).unwrap().connect_lazy();
+
+    let config = GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        backends: HashMap::from([
+            ("cutx.v1.BillingService".to_string(), backend.clone()),
+            ("cutx.v1.JobService".to_string(), backend),
+        ]),
+        exposed_services: cutx_proto::PUBLIC_SERVICES.iter().map(|s| s.to_string()).collect(),
+        sessions: sessions.clone(),
+        mesh,
+        extra_routes: axum::Router::new().route("/media/ping", axum::routing::get(|| async { "pong" })),
+        max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
+    };
+    let gateway = Gateway::build(config).await.unwrap();
+    let addr = gateway.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gateway.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    TestMesh { base: format!("http://{addr}"), channel, sessions, seen, _stop: stop }
+}
+
+fn bearer(sessions: &SessionKey, user: UserId) -> String {
+    format!("Bearer {}", sessions.issue(user, chrono::Utc::now()).0)
+}
+
+#[tokio::test]
+async fn a_signed_in_rest_call_reaches_the_backend_as_the_user_and_keeps_default_fields() {
+    let mesh = spawn_mesh().await;
+    let user = UserId::new();
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/api/credits/balance", mesh.base))
+        .header("authorization", bearer(&mesh.sessions, user))
+        .header(MESH_HEADER, "forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cookies: Vec<_> =
+        response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(cookies, ["seen=1; Path=/"]);
+    assert!(response.headers().get("x-internal-detail").is_none());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({ "balance": "42", "lifetimePurchased": "0", "lifetimeUsed": "0" }));
+    let seen = mesh.seen.lock().unwrap().clone();
+    assert_eq!(seen, [MeshIdentity { service: "gateway".into(), user: Some(user) }]);
+}
+
+#[tokio::test]
+async fn rest_errors_map_to_http_with_the_status_body() {
+    let mesh = spawn_mesh().await;
+    let client = reqwest::Client::new();
+    let auth = bearer(&mesh.sessions, UserId::new());
+    let cases: Vec<(reqwest::RequestBuilder, u16, i64)> = vec![
+        (client.get(format!("{}/api/credits/balance", mesh.base)), 401, 16),
+        (client.get(format!("{}/api/credits/balance", mesh.base)).header("authorization", "Bearer junk"), 401, 16),
+        (
+            client
+                .get(format!("{}/api/credits/ledger?pageSize={BROKE_PAGE_SIZE}", mesh.base))
+                .header("authorization", &auth),
+            402,
+            9,
+        ),
+        (client.get(format!("{}/api/credits/ledger?pageSize=lots", mesh.base)).header("authorization", &auth), 400, 3),
+        (client.post(format!("{}/api/credits/balance", mesh.base)), 405, 12),
+        (client.get(format!("{}/api/nope", mesh.base)), 404, 5),
+        // The fake JobService would answer UNIMPLEMENTED: bad input never reaches it.
+        (client.post(format!("{}/api/generate/static-ad", mesh.base)).body("{\"prompt\": 5}"), 400, 3),
+        (client.post(format!("{}/api/generate/static-ad", mesh.base)).body("{nope"), 400, 3),
+        (client.post(format!("{}/api/generate/static-ad", mesh.base)).body(vec![b' '; 100 * 1024]), 400, 3),
+    ];
+    for (request, http, code) in cases {
+        let response = request.send().await.unwrap();
+        let url = response.url().clone();
+        assert_eq!(response.status().as_u16(), http, "{url}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], code, "{url}: {body}");
+        assert!(body["message"].is_string() && body["details"].is_array(), "{url}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn bad_rest_input_names_the_field_over_http() {
+    let mesh = spawn_mesh().await;
+    let client = reqwest::Client::new();
+    let cases = [
+        ("{\"prompt\": 5}".to_string(), "prompt"),
+        ("{\"style\": \"nope\"}".to_string(), "style"),
+        ("{\"prompt\": ".to_string(), "body"),
+        (format!("{{\"prompt\": \"{}\"}}", "x".repeat(70 * 1024)), "body"),
+    ];
+    for (body, field) in cases {
+        let response = client.post(format!("{}/api/generate/static-ad", mesh.base)).body(body).send().await.unwrap();
+        assert_eq!(response.status(), 400);
+        let json: serde_json::Value = response.json().await.unwrap();
+        let detail = &json["details"][0];
+        assert_eq!(detail["@type"], "type.googleapis.com/google.rpc.BadRequest");
+        assert_eq!(detail["fieldViolations"][0]["field"], field, "{json}");
+    }
+}
+
+#[tokio::test]
+async fn grpc_calls_pass_through_with_the_callers_identity() {
+    let mesh = spawn_mesh().await;
+    let user = UserId::new();
+    let mut client = pb::billing_service_client::BillingServiceClient::new(mesh.channel.clone());
+
+    let mut request = Request::new(pb::GetBalanceRequest {});
+    request.metadata_mut().insert("authorization", bearer(&mesh.sessions, user).parse().unwrap());
+    assert_eq!(client.get_balance(request).await.unwrap().into_inner().balance, 42);
+
+    // A forged mesh token without a session is dropped: the call is anonymous.
+    let forged = MeshKey::new(&Secret::new("mesh-secret".into()))
+        .mint(&MeshIdentity { service: "gateway".into(), user: Some(user) });
+    let mut request = Request::new(pb::GetBalanceRequest {});
+    request.metadata_mut().insert(MESH_HEADER, forged.parse().unwrap());
+    assert_eq!(client.get_balance(request).await.unwrap_err().code(), Code::Unauthenticated);
+
+    let seen = mesh.seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().map(|i| i.user).collect::<Vec<_>>(), [Some(user), None]);
+}
+
+#[tokio::test]
+async fn internal_and_unknown_services_are_unimplemented() {
+    let mesh = spawn_mesh().await;
+    let mut internal = pb::billing_internal_service_client::BillingInternalServiceClient::new(mesh.channel.clone());
+    let grant = pb::GrantRequest { user_id: UserId::new().to_string(), amount: 1_000, ..Default::default() };
+    assert_eq!(internal.grant(grant).await.unwrap_err().code(), Code::Unimplemented);
+    // Exposed but not served by anyone in this test.
+    let mut projects = pb::project_service_client::ProjectServiceClient::new(mesh.channel.clone());
+    let get = pb::GetProjectRequest { id: "p".into() };
+    assert_eq!(projects.get_project(get).await.unwrap_err().code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn grpc_web_text_over_http1_reaches_the_backend() {
+    use base64::Engine;
+    let mesh = spawn_mesh().await;
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let frame = base64::engine::general_purpose::STANDARD.encode([0u8, 0, 0, 0, 0]);
+    let response = client
+        .post(format!("{}/cutx.v1.BillingService/GetBalance", mesh.base))
+        .header("content-type", "application/grpc-web-text")
+        .header("accept", "application/grpc-web-text")
+        .header("authorization", bearer(&mesh.sessions, UserId::new()))
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let body = decode_concatenated_base64(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let message: pb::GetBalanceResponse = prost::Message::decode(&body[5..5 + len]).unwrap();
+    assert_eq!(message.balance, 42);
+}
+
+/// grpc-web-text answers may be several base64 chunks, each with its own padding.
+fn decode_concatenated_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.find('=').map(|i| i + rest[i..].chars().take_while(|c| *c == '=').count()).unwrap_or(rest.len());
+        out.extend(base64::engine::general_purpose::STANDARD.decode(&rest[..end])?);
+        rest = &rest[end..];
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn grpc_web_over_http1_reaches_the_backend() {
+    let mesh = spawn_mesh().await;
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    // One uncompressed frame holding the empty GetBalanceRequest.
+    let frame = vec![0u8, 0, 0, 0, 0];
+    let response = client
+        .post(format!("{}/cutx.v1.BillingService/GetBalance", mesh.base))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("authorization", bearer(&mesh.sessions, UserId::new()))
+        .header("origin", "https://studio.example")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], "https://studio.example");
+    let body = response.bytes().await.unwrap();
+    // A data frame (flag 0) with balance 42, then a trailers frame (flag 0x80) saying OK.
+    assert_eq!(body[0], 0);
+    let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let message: pb::GetBalanceResponse = prost::Message::decode(&body[5..5 + len]).unwrap();
+    assert_eq!(message.balance, 42);
+    assert_eq!(body[5 + len], 0x80);
+    let trailers = String::from_utf8_lossy(&body[5 + len + 5..]).to_ascii_lowercase();
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+}
+
+#[tokio::test]
+async fn reflection_lists_only_what_is_exposed_and_health_serves() {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    let mesh = spawn_mesh().await;
+    let mut reflection = ServerReflectionClient::new(mesh.channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else { panic!("{answer:?}") };
+    let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    let mut want: Vec<String> = cutx_proto::PUBLIC_SERVICES.iter().map(|s| s.to_string()).collect();
+    want.extend(
+        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
+            .map(String::from),
+    );
+    want.sort();
+    assert_eq!(names, want);
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(mesh.channel.clone());
+    for service in ["", "cutx.v1.BillingService"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_and_extra_routes_are_served_and_anything_else_is_404() {
+    let mesh = spawn_mesh().await;
+    let client = reqwest::Client::new();
+    let doc: serde_json::Value =
+        client.get(format!("{}/api/openapi.json", mesh.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/api/credits/balance"]["get"].is_object());
+    let pong = client.get(format!("{}/media/ping", mesh.base)).send().await.unwrap();
+    assert_eq!(pong.text().await.unwrap(), "pong");
+    let missing = client.get(format!("{}/favicon.ico", mesh.base)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn a_cors_preflight_mirrors_the_origin_with_credentials() {
+    let mesh = spawn_mesh().await;
+    let response = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{}/api/credits/balance", mesh.base))
+        .header("origin", "https://studio.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let headers = response.headers();
+    assert_eq!(headers["access-control-allow-origin"], "https://studio.example");
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert!(headers["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+}
+
+#[tokio::test]
+async fn path_parameters_fill_the_request_and_timestamps_render_as_rfc3339() {
+    let mesh = spawn_mesh().await;
+    let response = reqwest::get(format!("{}/api/jobs/job%201", mesh.base)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["job"]["id"], "job 1");
+    assert_eq!(body["job"]["status"], "JOB_STATUS_QUEUED");
+    assert_eq!(body["job"]["createdAt"], "2023-11-14T22:13:20Z");
+    assert_eq!(body["job"]["creditsUsed"], "0", "default-valued fields are kept");
+}
+
+#[tokio::test]
+async fn a_server_stream_over_rest_is_ndjson_ending_with_an_error_line() {
+    let mesh = spawn_mesh().await;
+    let response = reqwest::get(format!("{}/api/jobs/j1/watch", mesh.base)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0]["result"]["job"]["status"], "JOB_STATUS_QUEUED");
+    assert_eq!(lines[1]["result"]["job"]["status"], "JOB_STATUS_PROCESSING");
+    assert_eq!(lines[2]["error"]["code"], 5);
+    assert_eq!(lines[2]["error"]["message"], "the job went away");
+
+    // A stream refused before its first message is an ordinary HTTP error.
+    let refused = reqwest::get(format!("{}/api/jobs/missing/watch", mesh.base)).await.unwrap();
+    assert_eq!(refused.status(), 404);
+}

@@ -1,0 +1,139 @@
+//! jobs-svc: jobs and projects. It alone changes a job's state, through
+//! [`store::Store::transition`].
+
+mod entity;
+mod input;
+mod internal;
+pub mod kind;
+mod projects;
+mod service;
+pub mod state;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutx_platform::grpc::{MeshChannel, RequireMesh, mesh_channel};
+use cutx_platform::media::MediaStore;
+use cutx_platform::mesh::MeshKey;
+use cutx_platform::queue::JobQueue;
+use cutx_proto::pb::billing_internal_service_client::BillingInternalServiceClient;
+use cutx_proto::pb::billing_service_client::BillingServiceClient;
+use cutx_proto::pb::job_internal_service_server::JobInternalServiceServer;
+use cutx_proto::pb::job_service_server::JobServiceServer;
+use cutx_proto::pb::pipeline_internal_service_client::PipelineInternalServiceClient;
+use cutx_proto::pb::project_service_server::ProjectServiceServer;
+use sea_orm::DatabaseConnection;
+use tonic::Status;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub use kind::{Kind, Prices};
+use store::{Store, StoreError};
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::JobNotFound(id) => Status::not_found(format!("job {id} not found")),
+            StoreError::Refused { from, to } => cutx_platform::error::with_reason(
+                tonic::Code::FailedPrecondition,
+                format!("a {from} job cannot become {to}"),
+                "JOB_STATE",
+            ),
+            StoreError::Db(e) => cutx_platform::error::internal("jobs store", e),
+            StoreError::Corrupt(id, what) => cutx_platform::error::internal("jobs store", format!("job {id}: {what}")),
+        }
+    }
+}
+
+pub struct JobsConfig {
+    pub db: DatabaseConnection,
+    pub mesh: MeshKey,
+    pub billing: Channel,
+    pub pipeline: Channel,
+    pub queue: Arc<dyn JobQueue>,
+    pub media: Arc<dyn MediaStore>,
+    pub prices: Prices,
+    /// How long a signed output URL works.
+    pub url_ttl: Duration,
+}
+
+/// jobs-svc's state, shared by its three gRPC services.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Store,
+    mesh: MeshKey,
+    billing: BillingInternalServiceClient<MeshChannel>,
+    billing_public: BillingServiceClient<Channel>,
+    pipeline: PipelineInternalServiceClient<MeshChannel>,
+    queue: Arc<dyn JobQueue>,
+    media: Arc<dyn MediaStore>,
+    prices: Prices,
+    url_ttl: Duration,
+}
+
+impl Jobs {
+    pub fn new(config: JobsConfig) -> Self {
+        let JobsConfig { db, mesh, billing, pipeline, queue, media, prices, url_ttl } = config;
+        Self {
+            store: Store::new(db),
+            billing: BillingInternalServiceClient::new(mesh_channel(billing.clone(), mesh.clone(), "jobs")),
+            billing_public: BillingServiceClient::new(billing),
+            pipeline: PipelineInternalServiceClient::new(mesh_channel(pipeline, mesh.clone(), "jobs")),
+            mesh,
+            queue,
+            media,
+            prices,
+            url_ttl,
+        }
+    }
+
+    /// Publishes again every job left `queued` for `age` without progress: its first publish
+    /// may have been lost (the queue down, the process killed between commit and publish). The
+    /// queue drops a message id it already has, so this never makes a second message.
+    pub async fn relay_once(&self, age: Duration) -> Result<usize, StoreError> {
+        let before = cutx_platform::clock::now_millis() - age.as_millis() as i64;
+        let stale = self.store.stale_queued(before, 100).await?;
+        let mut published = 0;
+        for row in stale {
+            let (Ok(id), Some(kind)) = (row.id.parse(), Kind::parse(&row.kind)) else { continue };
+            match self.publish(id, kind).await {
+                Ok(()) => published += 1,
+                Err(e) => tracing::warn!(job = %row.id, error = %e, "relay publish failed"),
+            }
+        }
+        Ok(published)
+    }
+}
+
+/// Serves jobs-svc on `listener` until `shutdown`, with its relay.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: JobsConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let jobs = Jobs::new(config);
+    let relay = {
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                tick.tick().await;
+                if let Err(e) = jobs.relay_once(Duration::from_secs(30)).await {
+                    tracing::warn!(error = %e, "relay");
+                }
+            }
+        })
+    };
+    let router = cutx_platform::grpc::server()
+        .add_service(JobServiceServer::new(jobs.clone()))
+        .add_service(ProjectServiceServer::new(jobs.clone()))
+        .add_service(InterceptedService::new(
+            JobInternalServiceServer::new(jobs.clone()),
+            RequireMesh(jobs.mesh.clone()),
+        ));
+    let served = cutx_platform::grpc::serve(router, listener, shutdown).await;
+    relay.abort();
+    served?;
+    Ok(())
+}

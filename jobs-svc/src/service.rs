@@ -1,0 +1,384 @@
+//! `JobService`: create (per kind), read, list, cancel and watch the caller's jobs.
+//!
+//! Creating a job: validate ([`NewJob`]), store it `pending` (or find the caller's job with the
+//! same idempotency key), debit `debit:<job>` through billing-svc, then either run it at once
+//! through pipeline-svc (copy) or move it to `queued` and publish it (static ad). Too few
+//! credits removes the unpaid job: no job, no charge. Any later failure fails the job and
+//! refunds `refund:<job>` once.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use cutx_platform::error::{REASON_INSUFFICIENT_CREDITS, internal, invalid_field};
+use cutx_platform::ids::JobId;
+use cutx_platform::queue::OutgoingMessage;
+use cutx_proto::pb::{self, job_service_server::JobService};
+use futures::Stream;
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::Jobs;
+use crate::input::NewJob;
+use crate::kind::Kind;
+use crate::state::Status as JobStatus;
+use crate::store::{Changes, JobFilter, status_of};
+
+const DEFAULT_PAGE: u64 = 20;
+const MAX_PAGE: u64 = 100;
+
+pub(crate) fn parse_job_id(raw: &str) -> Result<JobId, Status> {
+    raw.parse().map_err(|_| invalid_field("id", "must be a job id"))
+}
+
+pub(crate) fn page_size(raw: i32) -> Result<u64, Status> {
+    match raw {
+        0 => Ok(DEFAULT_PAGE),
+        n if n < 0 || n as u64 > MAX_PAGE => Err(invalid_field("page_size", "must be between 1 and 100")),
+        n => Ok(n as u64),
+    }
+}
+
+pub(crate) fn page_token(raw: String) -> Result<Option<String>, Status> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    uuid::Uuid::parse_str(&raw).map_err(|_| invalid_field("page_token", "is not a token from a previous page"))?;
+    Ok(Some(raw))
+}
+
+/// What a create call answers, whatever the kind.
+struct Created {
+    job_id: String,
+    status: pb::JobStatus,
+    credits_used: i64,
+    credits_remaining: i64,
+    variants: Vec<pb::CopyVariant>,
+}
+
+impl Jobs {
+    async fn create(&self, request: Request<NewJob>) -> Result<Created, Status> {
+        let caller = self.mesh.caller(&request)?;
+        let new = request.into_inner();
+        if let Some(project) = new.project_id {
+            if self.store.project(caller, project).await?.is_none() {
+                return Err(Status::not_found(format!("project {project} not found")));
+            }
+        }
+        let cost = self.prices.of(new.kind);
+        let (row, created) = self.store.insert_job(caller, &new, cost).await?;
+        let id: JobId = row.id.parse().map_err(|e| internal("stored job id", e))?;
+        // A replay (same idempotency key) is answered from the stored job and pays nothing.
+        let remaining = if created {
+            match self.debit(caller.user_id().to_string(), id, cost).await {
+                Ok(balance) => balance,
+                Err(status)
+                    if cutx_platform::error::reason_of(&status).as_deref() == Some(REASON_INSUFFICIENT_CREDITS) =>
+                {
+                    self.store.delete_unpaid(caller, id).await?;
+                    return Err(status);
+                }
+                Err(status) => {
+                    self.fail(id, "charging credits failed").await;
+                    return Err(status);
+                }
+            }
+        } else {
+            self.balance(caller).await?
+        };
+        if created {
+            self.start(id, &new).await?;
+        }
+        let row = self.store.find(caller, id).await?;
+        let variants = match &row.result {
+            Some(bytes) => {
+                pb::RunSyncJobResponse::decode(bytes.as_slice()).map_err(|e| internal("stored result", e))?.variants
+            }
+            None => Vec::new(),
+        };
+        Ok(Created {
+            job_id: row.id.clone(),
+            status: status_of(&row)?.to_pb(),
+            credits_used: row.cost,
+            credits_remaining: remaining,
+            variants,
+        })
+    }
+
+    /// The caller's balance, asked of billing-svc on the caller's behalf.
+    async fn balance(&self, caller: cutx_platform::mesh::Caller) -> Result<i64, Status> {
+        let mut request = Request::new(pb::GetBalanceRequest {});
+        self.mesh.attach(&mut request, "jobs", Some(caller.user_id()));
+        Ok(self.billing_public.clone().get_balance(request).await?.into_inner().balance)
+    }
+
+    async fn debit(&self, user_id: String, id: JobId, cost: i64) -> Result<i64, Status> {
+        if cost == 0 {
+            return Ok(0);
+        }
+        let response = self
+            .billing
+            .clone()
+            .debit(pb::DebitRequest {
+                user_id,
+                amount: cost,
+                idempotency_key: format!("debit:{id}"),
+                reference: id.to_string(),
+            })
+            .await?;
+        Ok(response.into_inner().balance)
+    }
+
+    /// Runs a synchronous kind now, or queues an asynchronous one.
+    async fn start(&self, id: JobId, new: &NewJob) -> Result<(), Status> {
+        if new.kind.is_sync() {
+            self.store.transition(id, JobStatus::Processing, "running inline", Changes::default()).await?;
+            let request = pb::RunSyncJobRequest { job_id: id.to_string(), input: Some(new.input.clone()) };
+            match self.pipeline.clone().run_sync_job(request).await {
+                Ok(result) => {
+                    let changes = Changes { result: Some(result.into_inner()), error: None };
+                    self.store.transition(id, JobStatus::Completed, "completed inline", changes).await?;
+                    Ok(())
+                }
+                Err(status) => {
+                    self.fail(id, status.message()).await;
+                    Err(Status::unavailable(format!(
+                        "the job failed and its credits were refunded: {}",
+                        status.message()
+                    )))
+                }
+            }
+        } else {
+            self.store.transition(id, JobStatus::Queued, "queued", Changes::default()).await?;
+            // If this publish is lost, the relay publishes the job again from the database.
+            if let Err(e) = self.publish(id, new.kind).await {
+                tracing::warn!(job = %id, error = %e, "publish failed; the relay will retry it");
+            }
+            Ok(())
+        }
+    }
+
+    pub(crate) async fn publish(&self, id: JobId, kind: Kind) -> Result<(), cutx_platform::queue::QueueError> {
+        let message =
+            OutgoingMessage { id: id.to_string(), topic: kind.topic(), payload: id.to_string().into_bytes().into() };
+        self.queue.publish(message).await
+    }
+
+    /// Fails a job (if it may still fail) and refunds it once; logs what it cannot do.
+    pub(crate) async fn fail(&self, id: JobId, error: &str) -> JobStatus {
+        let changes = Changes { result: None, error: Some(error.to_string()) };
+        let status = match self.store.transition(id, JobStatus::Failed, error, changes).await {
+            Ok(moved) => moved.to,
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "could not fail job");
+                match self.store.find_for_worker(id).await.map(|r| status_of(&r)) {
+                    Ok(Ok(s)) => s,
+                    _ => return JobStatus::Failed,
+                }
+            }
+        };
+        if matches!(status, JobStatus::Failed | JobStatus::Canceled) {
+            self.refund(id).await;
+        }
+        status
+    }
+
+    /// Refunds a job's debit; idempotent by `refund:<job>`.
+    pub(crate) async fn refund(&self, id: JobId) {
+        let Ok(row) = self.store.find_for_worker(id).await else { return };
+        let request = pb::RefundRequest {
+            user_id: row.user_id,
+            debit_idempotency_key: format!("debit:{id}"),
+            idempotency_key: format!("refund:{id}"),
+            reference: id.to_string(),
+        };
+        if let Err(e) = self.billing.clone().refund(request).await {
+            tracing::error!(job = %id, error = %e, "refund failed");
+        }
+    }
+
+    pub(crate) async fn job_pb(&self, row: crate::entity::job::Model) -> Result<pb::Job, Status> {
+        let status = status_of(&row)?;
+        let kind = Kind::parse(&row.kind).map(|k| k.to_pb()).unwrap_or_default();
+        let mut outputs = Vec::new();
+        if status == JobStatus::Completed {
+            for o in self.store.outputs(&row.id).await? {
+                let signed = self
+                    .media
+                    .signed_url(&o.media_key, self.url_ttl)
+                    .await
+                    .map_err(|e| internal("signing a media url", e))?;
+                outputs.push(pb::JobOutput {
+                    url: signed.url,
+                    content_type: o.content_type,
+                    width: o.width as u32,
+                    height: o.height as u32,
+                    size_bytes: o.size_bytes as u64,
+                    url_expires_at: Some(cutx_platform::clock::to_timestamp(signed.expires_at_millis)),
+                });
+            }
+        }
+        let variants = match &row.result {
+            Some(bytes) => {
+                pb::RunSyncJobResponse::decode(bytes.as_slice()).map_err(|e| internal("stored result", e))?.variants
+            }
+            None => Vec::new(),
+        };
+        Ok(pb::Job {
+            id: row.id,
+            kind: kind as i32,
+            status: status.to_pb() as i32,
+            credits_used: row.cost,
+            project_id: row.project_id.unwrap_or_default(),
+            product_id: row.product_id.unwrap_or_default(),
+            outputs,
+            variants,
+            error: row.error.unwrap_or_default(),
+            created_at: Some(cutx_platform::clock::to_timestamp(row.created_at)),
+            updated_at: Some(cutx_platform::clock::to_timestamp(row.updated_at)),
+            idempotency_key: row.idempotency_key.unwrap_or_default(),
+        })
+    }
+}
+
+/// Turns a wire request into its domain type, keeping the metadata (the mesh token).
+fn parse<T, U: TryFrom<T, Error = Status>>(request: Request<T>) -> Result<Request<U>, Status> {
+    let (metadata, extensions, message) = request.into_parts();
+    Ok(Request::from_parts(metadata, extensions, U::try_from(message)?))
+}
+
+fn unimplemented(what: &str) -> Status {
+    Status::unimplemented(format!("{what} jobs are not served yet"))
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchJobResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl JobService for Jobs {
+    async fn generate_copy(
+        &self,
+        request: Request<pb::GenerateCopyRequest>,
+    ) -> Result<Response<pb::GenerateCopyResponse>, Status> {
+        self.mesh.caller(&request)?;
+        let request = parse(request)?;
+        let c = self.create(request).await?;
+        Ok(Response::new(pb::GenerateCopyResponse {
+            job_id: c.job_id,
+            status: c.status as i32,
+            credits_used: c.credits_used,
+            credits_remaining: c.credits_remaining,
+            variants: c.variants,
+        }))
+    }
+
+    async fn generate_static_ad(
+        &self,
+        request: Request<pb::GenerateStaticAdRequest>,
+    ) -> Result<Response<pb::GenerateStaticAdResponse>, Status> {
+        self.mesh.caller(&request)?;
+        let request = parse(request)?;
+        let c = self.create(request).await?;
+        Ok(Response::new(pb::GenerateStaticAdResponse {
+            job_id: c.job_id,
+            status: c.status as i32,
+            credits_used: c.credits_used,
+            credits_remaining: c.credits_remaining,
+        }))
+    }
+
+    async fn generate_voiceover(
+        &self,
+        request: Request<pb::GenerateVoiceoverRequest>,
+    ) -> Result<Response<pb::GenerateVoiceoverResponse>, Status> {
+        self.mesh.caller(&request)?;
+        Err(unimplemented("voice-over"))
+    }
+
+    async fn generate_video(
+        &self,
+        request: Request<pb::GenerateVideoRequest>,
+    ) -> Result<Response<pb::GenerateVideoResponse>, Status> {
+        self.mesh.caller(&request)?;
+        Err(unimplemented("video"))
+    }
+
+    async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
+        let caller = self.mesh.caller(&request)?;
+        let id = parse_job_id(&request.get_ref().id)?;
+        let row = self.store.find(caller, id).await?;
+        Ok(Response::new(pb::GetJobResponse { job: Some(self.job_pb(row).await?) }))
+    }
+
+    async fn list_jobs(&self, request: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let caller = self.mesh.caller(&request)?;
+        let pb::ListJobsRequest { page_size: size, page_token: token, kind, status } = request.into_inner();
+        let limit = page_size(size)?;
+        let kind = match pb::JobKind::try_from(kind) {
+            Ok(pb::JobKind::Unspecified) => None,
+            Ok(k) => Kind::from_pb(k).map(|k| k.as_str()),
+            Err(_) => return Err(invalid_field("kind", "must be a job kind")),
+        };
+        let status = match pb::JobStatus::try_from(status) {
+            Ok(pb::JobStatus::Unspecified) => None,
+            Ok(s) => JobStatus::from_pb(s).map(|s| s.as_str()),
+            Err(_) => return Err(invalid_field("status", "must be a job status")),
+        };
+        let rows = self.store.list(caller, JobFilter { kind, status, before: page_token(token)?, limit }).await?;
+        let next_page_token = if rows.len() as u64 == limit {
+            rows.last().map(|r| r.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            jobs.push(self.job_pb(row).await?);
+        }
+        Ok(Response::new(pb::ListJobsResponse { jobs, next_page_token }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let caller = self.mesh.caller(&request)?;
+        let id = parse_job_id(&request.get_ref().id)?;
+        self.store.find(caller, id).await?;
+        self.store.transition(id, JobStatus::Canceled, "canceled by its owner", Changes::default()).await?;
+        self.refund(id).await;
+        let row = self.store.find(caller, id).await?;
+        Ok(Response::new(pb::CancelJobResponse { job: Some(self.job_pb(row).await?) }))
+    }
+
+    type WatchJobStream = WatchStream;
+
+    async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> Result<Response<Self::WatchJobStream>, Status> {
+        let caller = self.mesh.caller(&request)?;
+        let id = parse_job_id(&request.get_ref().id)?;
+        let first = self.store.find(caller, id).await?;
+        let jobs = self.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut row = first;
+            let mut last_sent: Option<(String, i64)> = None;
+            loop {
+                let key = (row.status.clone(), row.updated_at);
+                if last_sent.as_ref() != Some(&key) {
+                    let job = jobs.job_pb(row.clone()).await;
+                    let done = matches!(&job, Ok(j) if JobStatus::from_pb(j.status()).is_some_and(|s| s.is_terminal()));
+                    if tx.send(job.map(|job| pb::WatchJobResponse { job: Some(job) })).await.is_err() || done {
+                        return;
+                    }
+                    last_sent = Some(key);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                row = match jobs.store.find(caller, id).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,312 @@
+//! jobs-svc's storage. Reads and writes of a user's jobs and projects take a [`Caller`], so a
+//! query that forgets the owner does not compile; the worker-side functions are named as such
+//! and are reached only through the mesh-only `JobInternalService`.
+//!
+//! [`Store::transition`] is the one place a job's status changes: it checks the move against
+//! the state machine, applies it with a conditional update (`WHERE status = <the status read>`),
+//! and records it in `job_transitions`, all in one transaction. Moving a job to the status it
+//! already has changes nothing, so a duplicate webhook or a redelivered message is harmless.
+
+use cutx_platform::clock::now_millis;
+use cutx_platform::ids::{JobId, ProjectId};
+use cutx_platform::mesh::Caller;
+use cutx_proto::pb;
+use prost::Message;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+
+use crate::entity::{job, output, project, transition};
+use crate::input::NewJob;
+use crate::state::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
+    #[error("a {from} job cannot become {to}")]
+    Refused { from: &'static str, to: &'static str },
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("stored job {0} is corrupt: {1}")]
+    Corrupt(String, String),
+}
+
+/// What a transition did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    pub from: Status,
+    pub to: Status,
+    /// False when the job already had the status asked for.
+    pub changed: bool,
+}
+
+/// Columns a transition may set along with the status.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub result: Option<pb::RunSyncJobResponse>,
+    pub error: Option<String>,
+}
+
+pub struct JobFilter {
+    pub kind: Option<&'static str>,
+    pub status: Option<&'static str>,
+    pub before: Option<String>,
+    pub limit: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+pub fn status_of(row: &job::Model) -> Result<Status, StoreError> {
+    Status::parse(&row.status).ok_or_else(|| StoreError::Corrupt(row.id.clone(), format!("status {:?}", row.status)))
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Stores a new pending job, or returns the caller's job with the same idempotency key.
+    /// The second value is true when this call created the job.
+    pub async fn insert_job(&self, caller: Caller, new: &NewJob, cost: i64) -> Result<(job::Model, bool), StoreError> {
+        if let Some(existing) = self.find_by_key(caller, new.idempotency_key.as_deref()).await? {
+            return Ok((existing, false));
+        }
+        let now = now_millis();
+        let id = JobId::new();
+        let row = job::ActiveModel {
+            id: Set(id.to_string()),
+            user_id: Set(caller.user_id().to_string()),
+            kind: Set(new.kind.as_str().to_string()),
+            status: Set(Status::Pending.as_str().to_string()),
+            cost: Set(cost),
+            input: Set(new.input.encode_to_vec()),
+            result: Set(None),
+            error: Set(None),
+            idempotency_key: Set(new.idempotency_key.clone()),
+            project_id: Set(new.project_id.map(|p| p.to_string())),
+            product_id: Set(new.product_id.clone()),
+            provider_ref: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        let txn = self.db.begin().await?;
+        let inserted = job::Entity::insert(row).exec_without_returning(&txn).await;
+        match inserted {
+            Ok(_) => {}
+            // The same key from a concurrent call won the race: answer with its job.
+            Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+                txn.rollback().await?;
+                let existing = self.find_by_key(caller, new.idempotency_key.as_deref()).await?;
+                return existing.map(|j| (j, false)).ok_or(StoreError::Db(e));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        record(&txn, id, None, Status::Pending, "created").await?;
+        txn.commit().await?;
+        let job = self.find_for_worker(id).await?;
+        Ok((job, true))
+    }
+
+    async fn find_by_key(&self, caller: Caller, key: Option<&str>) -> Result<Option<job::Model>, StoreError> {
+        let Some(key) = key else { return Ok(None) };
+        Ok(job::Entity::find()
+            .filter(job::Column::UserId.eq(caller.user_id().to_string()))
+            .filter(job::Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Removes a job that was never paid for (its debit was refused), with its history.
+    pub async fn delete_unpaid(&self, caller: Caller, id: JobId) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        let deleted = job::Entity::delete_many()
+            .filter(job::Column::Id.eq(id.to_string()))
+            .filter(job::Column::UserId.eq(caller.user_id().to_string()))
+            .filter(job::Column::Status.eq(Status::Pending.as_str()))
+            .exec(&txn)
+            .await?;
+        if deleted.rows_affected == 1 {
+            transition::Entity::delete_many().filter(transition::Column::JobId.eq(id.to_string())).exec(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// One of the caller's jobs.
+    pub async fn find(&self, caller: Caller, id: JobId) -> Result<job::Model, StoreError> {
+        job::Entity::find_by_id(id.to_string())
+            .filter(job::Column::UserId.eq(caller.user_id().to_string()))
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::JobNotFound(id))
+    }
+
+    /// Any job, for the mesh-only worker calls.
+    pub async fn find_for_worker(&self, id: JobId) -> Result<job::Model, StoreError> {
+        job::Entity::find_by_id(id.to_string()).one(&self.db).await?.ok_or(StoreError::JobNotFound(id))
+    }
+
+    /// The caller's jobs, newest first.
+    pub async fn list(&self, caller: Caller, filter: JobFilter) -> Result<Vec<job::Model>, StoreError> {
+        let mut query = job::Entity::find().filter(job::Column::UserId.eq(caller.user_id().to_string()));
+        if let Some(kind) = filter.kind {
+            query = query.filter(job::Column::Kind.eq(kind));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(job::Column::Status.eq(status));
+        }
+        if let Some(before) = filter.before {
+            query = query.filter(job::Column::Id.lt(before));
+        }
+        Ok(query.order_by_desc(job::Column::Id).limit(filter.limit).all(&self.db).await?)
+    }
+
+    pub async fn outputs(&self, id: &str) -> Result<Vec<output::Model>, StoreError> {
+        Ok(output::Entity::find()
+            .filter(output::Column::JobId.eq(id))
+            .order_by_asc(output::Column::Position)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Records a job's stored files; recording the same position twice keeps the first.
+    pub async fn add_outputs(&self, id: JobId, outputs: &[pb::StoredOutput]) -> Result<(), StoreError> {
+        for (position, o) in outputs.iter().enumerate() {
+            let row = output::ActiveModel {
+                id: Set(uuid::Uuid::now_v7().to_string()),
+                job_id: Set(id.to_string()),
+                position: Set(position as i32),
+                media_key: Set(o.media_key.clone()),
+                content_type: Set(o.content_type.clone()),
+                width: Set(i64::from(o.width)),
+                height: Set(i64::from(o.height)),
+                size_bytes: Set(o.size_bytes as i64),
+            };
+            output::Entity::insert(row)
+                .on_conflict_do_nothing_on([output::Column::JobId, output::Column::Position])
+                .exec_without_returning(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves a job to `to`, if the state machine allows it from where the job is.
+    pub async fn transition(&self, id: JobId, to: Status, reason: &str, changes: Changes) -> Result<Moved, StoreError> {
+        // A concurrent move can change the status between the read and the conditional update;
+        // then read again and decide again. Three rounds is plenty: every move is final or
+        // leads towards a final state.
+        for _ in 0..3 {
+            let row = self.find_for_worker(id).await?;
+            let from = status_of(&row)?;
+            if from == to {
+                return Ok(Moved { from, to, changed: false });
+            }
+            if !from.can_move_to(to) {
+                return Err(StoreError::Refused { from: from.as_str(), to: to.as_str() });
+            }
+            let mut update = job::Entity::update_many()
+                .col_expr(job::Column::Status, Expr::value(to.as_str()))
+                .col_expr(job::Column::UpdatedAt, Expr::value(now_millis()))
+                .filter(job::Column::Id.eq(id.to_string()))
+                .filter(job::Column::Status.eq(from.as_str()));
+            if let Some(result) = &changes.result {
+                update = update.col_expr(job::Column::Result, Expr::value(result.encode_to_vec()));
+            }
+            if let Some(error) = &changes.error {
+                update = update.col_expr(job::Column::Error, Expr::value(error.clone()));
+            }
+            let txn = self.db.begin().await?;
+            if update.exec(&txn).await?.rows_affected == 1 {
+                record(&txn, id, Some(from), to, reason).await?;
+                txn.commit().await?;
+                return Ok(Moved { from, to, changed: true });
+            }
+            txn.rollback().await?;
+        }
+        Err(StoreError::Db(DbErr::Custom(format!("job {id} kept changing status"))))
+    }
+
+    /// Every recorded move of a job, oldest first.
+    pub async fn history(&self, id: &str) -> Result<Vec<transition::Model>, StoreError> {
+        Ok(transition::Entity::find()
+            .filter(transition::Column::JobId.eq(id))
+            .order_by_asc(transition::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Queued jobs not touched since `before` (millis), oldest first: the relay publishes them
+    /// again in case their first publish was lost.
+    pub async fn stale_queued(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
+        Ok(job::Entity::find()
+            .filter(job::Column::Status.eq(Status::Queued.as_str()))
+            .filter(job::Column::UpdatedAt.lt(before))
+            .order_by_asc(job::Column::UpdatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn create_project(
+        &self,
+        caller: Caller,
+        name: &str,
+        description: &str,
+    ) -> Result<project::Model, StoreError> {
+        let row = project::Model {
+            id: ProjectId::new().to_string(),
+            user_id: caller.user_id().to_string(),
+            name: name.to_string(),
+            description: description.to_string(),
+            created_at: now_millis(),
+        };
+        let active: project::ActiveModel = row.clone().into();
+        project::Entity::insert(active).exec_without_returning(&self.db).await?;
+        Ok(row)
+    }
+
+    pub async fn project(&self, caller: Caller, id: ProjectId) -> Result<Option<project::Model>, StoreError> {
+        Ok(project::Entity::find_by_id(id.to_string())
+            .filter(project::Column::UserId.eq(caller.user_id().to_string()))
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn projects(
+        &self,
+        caller: Caller,
+        before: Option<String>,
+        limit: u64,
+    ) -> Result<Vec<project::Model>, StoreError> {
+        let mut query = project::Entity::find().filter(project::Column::UserId.eq(caller.user_id().to_string()));
+        if let Some(before) = before {
+            query = query.filter(project::Column::Id.lt(before));
+        }
+        Ok(query.order_by_desc(project::Column::Id).limit(limit).all(&self.db).await?)
+    }
+}
+
+async fn record(
+    txn: &sea_orm::DatabaseTransaction,
+    id: JobId,
+    from: Option<Status>,
+    to: Status,
+    reason: &str,
+) -> Result<(), DbErr> {
+    let row = transition::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        job_id: Set(id.to_string()),
+        from_status: Set(from.map(|s| s.as_str().to_string())),
+        to_status: Set(to.as_str().to_string()),
+        reason: Set(reason.chars().take(500).collect()),
+        created_at: Set(now_millis()),
+    };
+    transition::Entity::insert(row).exec_without_returning(txn).await?;
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! `PipelineInternalService`: jobs-svc runs synchronous kinds (copy) here, at once.
+
+use std::sync::Arc;
+
+use cutx_proto::pb::{self, pipeline_internal_service_server::PipelineInternalService};
+use tonic::{Request, Response, Status};
+
+use crate::provider::{Provider, ProviderError, ProviderJob};
+
+pub struct SyncRunner {
+    pub(crate) provider: Arc<dyn Provider>,
+}
+
+#[tonic::async_trait]
+impl PipelineInternalService for SyncRunner {
+    async fn run_sync_job(
+        &self,
+        request: Request<pb::RunSyncJobRequest>,
+    ) -> Result<Response<pb::RunSyncJobResponse>, Status> {
+        let pb::RunSyncJobRequest { job_id, input } = request.into_inner();
+        let input = input.ok_or_else(|| cutx_platform::error::invalid_field("input", "is required"))?;
+        let job = ProviderJob { job_id, input };
+        match self.provider.run(&job).await {
+            Ok(produced) => Ok(Response::new(pb::RunSyncJobResponse { variants: produced.variants })),
+            Err(ProviderError::Transient(e)) => Err(Status::unavailable(e)),
+            Err(ProviderError::Permanent(e)) => Err(Status::failed_precondition(e)),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The queue consumer. For each delivery: ask jobs-svc to start the job (the database, not the
+//! message, decides whether there is work: a finished job's message is just acknowledged), run
+//! the provider while extending the claim, store the files, complete the job, acknowledge.
+//!
+//! A transient failure is retried with backoff until the last delivery; then the job is failed
+//! (jobs-svc refunds it once) and the message dead-lettered with its error. A permanent failure
+//! fails the job at once. The job is always failed before the message is settled, so a crash in
+//! between leaves a redelivery that finds the job finished, never a job stuck in processing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutx_platform::grpc::MeshChannel;
+use cutx_platform::media::MediaStore;
+use cutx_platform::queue::{Delivery, JobQueue};
+use cutx_proto::pb::{self, job_internal_service_client::JobInternalServiceClient};
+use tokio::sync::watch;
+
+use crate::provider::{Provider, ProviderError, ProviderJob};
+
+#[derive(Clone)]
+pub struct Worker {
+    pub(crate) jobs: JobInternalServiceClient<MeshChannel>,
+    pub(crate) queue: Arc<dyn JobQueue>,
+    pub(crate) media: Arc<dyn MediaStore>,
+    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) retry_base: Duration,
+    pub(crate) heartbeat: Duration,
+}
+
+/// Why a delivery failed, and whether another one could help.
+struct Failure {
+    error: String,
+    permanent: bool,
+}
+
+impl Failure {
+    fn transient(error: impl std::fmt::Display) -> Self {
+        Self { error: error.to_string(), permanent: false }
+    }
+}
+
+impl From<ProviderError> for Failure {
+    fn from(e: ProviderError) -> Self {
+        match e {
+            ProviderError::Transient(error) => Self { error, permanent: false },
+            ProviderError::Permanent(error) => Self { error, permanent: true },
+        }
+    }
+}
+
+impl Worker {
+    /// Takes and handles messages until `stop` turns true; the delivery in hand is finished first.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let received = tokio::select! {
+                r = self.queue.receive(Duration::from_secs(1)) => r,
+                _ = stop.changed() => break,
+            };
+            match received {
+                Ok(Some(delivery)) => self.handle(delivery).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "receiving from the queue");
+                    tokio::time::sleep(self.retry_base).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let job_id = String::from_utf8_lossy(&delivery.payload).into_owned();
+        let outcome = if delivery.exhausted {
+            Err(Failure::transient(format!(
+                "the worker handling delivery {} stopped without finishing",
+                delivery.attempt
+            )))
+        } else {
+            self.process(&job_id, &delivery).await
+        };
+        let settled = match outcome {
+            Ok(()) => delivery.ack().await,
+            Err(failure) if failure.permanent || delivery.is_last_attempt() => {
+                tracing::warn!(job = %job_id, attempt = delivery.attempt, error = %failure.error, "job failed");
+                if let Err(status) = self.fail(&job_id, &failure.error).await {
+                    // Cannot record the failure now: let the message come back and try again.
+                    tracing::error!(job = %job_id, error = %status, "failing job");
+                    return;
+                }
+                if failure.permanent { delivery.ack().await } else { delivery.dead_letter(&failure.error).await }
+            }
+            Err(failure) => {
+                let delay = self.retry_base * 2u32.saturating_pow(delivery.attempt.saturating_sub(1));
+                tracing::info!(job = %job_id, attempt = delivery.attempt, error = %failure.error, "retrying job");
+                delivery.retry(&failure.error, delay).await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::error!(job = %job_id, error = %e, "settling a delivery");
+        }
+    }
+
+    async fn fail(&self, job_id: &str, error: &str) -> Result<(), tonic::Status> {
+        let request = pb::FailJobRequest { job_id: job_id.to_string(), error: error.to_string() };
+        self.jobs.clone().fail_job(request).await.map(|_| ())
+    }
+
+    async fn process(&self, job_id: &str, delivery: &Delivery) -> Result<(), Failure> {
+        let started = self.jobs.clone().start_job(pb::StartJobRequest { job_id: job_id.to_string() }).await;
+        let started = match started {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Err(Failure { error: format!("job {job_id} does not exist"), permanent: true });
+            }
+            Err(s) => return Err(Failure::transient(format!("starting the job: {}", s.message()))),
+        };
+        if !started.proceed {
+            return Ok(());
+        }
+        let input = started.input.ok_or_else(|| Failure { error: "the job has no input".into(), permanent: true })?;
+        let job = ProviderJob { job_id: job_id.to_string(), input };
+        let produced = {
+            let run = self.provider.run(&job);
+            tokio::pin!(run);
+            let mut beat = tokio::time::interval(self.heartbeat);
+            beat.tick().await;
+            loop {
+                tokio::select! {
+                    r = &mut run => break r?,
+                    _ = beat.tick() => {
+                        if let Err(e) = delivery.in_progress().await {
+                            tracing::warn!(job = %job_id, error = %e, "extending a claim");
+                        }
+                    }
+                }
+            }
+        };
+        let mut outputs = Vec::with_capacity(produced.files.len());
+        for (i, file) in produced.files.into_iter().enumerate() {
+            let key = format!("jobs/{job_id}/{i}.{}", file.extension);
+            let size = file.bytes.len() as u64;
+            self.media.put(&key, file.bytes, file.content_type).await.map_err(Failure::transient)?;
+            outputs.push(pb::StoredOutput {
+                media_key: key,
+                content_type: file.content_type.to_string(),
+                width: file.width,
+                height: file.height,
+                size_bytes: size,
+            });
+        }
+        let request = pb::CompleteJobRequest { job_id: job_id.to_string(), outputs };
+        self.jobs
+            .clone()
+            .complete_job(request)
+            .await
+            .map_err(|s| Failure::transient(format!("completing the job: {}", s.message())))?;
+        Ok(())
+    }
+}

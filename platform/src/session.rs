@@ -65,14 +65,16 @@ impl SessionKey {
     /// Issues a session token for `user_id`, valid for [`session_lifetime`].
     pub fn issue(&self, user_id: UserId, now: DateTime<Utc>) -> (String, Session) {
         let session_id = uuid::Uuid::new_v4().to_string();
-        let expires_at = now + session_lifetime();
+        // Whole seconds, as the token carries it.
+        let exp = (now + session_lifetime()).timestamp();
+        let expires_at = DateTime::from_timestamp(exp, 0).expect("a time within chrono's range");
         let claims = Claims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             sub: user_id.to_string(),
             jti: session_id.clone(),
             iat: now.timestamp(),
-            exp: expires_at.timestamp(),
+            exp,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 encoding of plain claims cannot fail");
@@ -140,7 +142,7 @@ mod tests {
         let verified = k.verify(&token).unwrap();
         assert_eq!(verified.user_id, user);
         assert_eq!(verified, session);
-        assert_eq!((session.expires_at - now).num_days(), 7);
+        assert_eq!(session.expires_at.timestamp(), (now + Duration::days(7)).timestamp());
     }
 
     #[test]

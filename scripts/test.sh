@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then lints the protos, checks formatting,
+# builds everything and runs every test. Exits non-zero on the first failing step (the test
+# step itself runs every test before failing).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# pip may put console scripts in a folder that is not on PATH; look there too.
+for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)" \
+           "$(python3 -m site --user-base 2>/dev/null || true)/bin"; do
+  if [ -d "$dir" ] && [[ ":$PATH:" != *":$dir:"* ]]; then PATH="$PATH:$dir"; fi
+done
+export PATH
+
+step "installing test tools (grpcurl, buf, rustfmt) if missing"
+scripts/install-test-tools.sh
+
+# A warm target folder outside the clone, so a second run on the same machine is fast.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cutx-target}"
+# Tests that drive the real grpcurl fail instead of skipping when it is missing.
+export CUTX_REQUIRE_TOOLS=1
+
+step "buf lint"
+buf lint
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+# The end-to-end tests spawn the cutx binary from the target folder: build it first.
+step "cargo build --workspace --all-targets (target: $CARGO_TARGET_DIR)"
+cargo build --workspace --all-targets
+
+step "cargo test --workspace --no-fail-fast"
+cargo test --workspace --no-fail-fast
+
+step "all checks passed"

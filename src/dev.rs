@@ -33,6 +33,9 @@ pub struct DevOptions {
     /// How long a claimed message waits for its worker before another may take it.
     pub visibility: Duration,
     pub prices: jobs_svc::Prices,
+    pub housekeeping: jobs_svc::Housekeeping,
+    /// Lets a test put its own queue in front of the real one (one that loses publishes, say).
+    pub wrap_queue: Option<Box<dyn FnOnce(Arc<dyn JobQueue>) -> Arc<dyn JobQueue> + Send>>,
 }
 
 impl DevOptions {
@@ -46,6 +49,8 @@ impl DevOptions {
             retry_base: Duration::from_secs(2),
             visibility: Duration::from_secs(60),
             prices: jobs_svc::Prices::default(),
+            housekeeping: jobs_svc::Housekeeping::default(),
+            wrap_queue: None,
         }
     }
 }
@@ -71,7 +76,18 @@ impl DevMesh {
     /// Migrates the database, starts every service and the gateway, and returns once the
     /// gateway's port is bound.
     pub async fn start(options: DevOptions) -> anyhow::Result<Self> {
-        let DevOptions { listen, data_dir, public_url, provider, workers, retry_base, visibility, prices } = options;
+        let DevOptions {
+            listen,
+            data_dir,
+            public_url,
+            provider,
+            workers,
+            retry_base,
+            visibility,
+            prices,
+            housekeeping,
+            wrap_queue,
+        } = options;
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let secrets = Secrets::load_or_create(&data_dir)?;
         let db = cutx_platform::db::connect(&cutx_platform::db::sqlite_url(&data_dir.join("cutx.db")), 8).await?;
@@ -82,6 +98,10 @@ impl DevMesh {
         let signer = UrlSigner::new(&secrets.media);
         let media_dir = data_dir.join("media");
         let queue = Arc::new(SqlQueue::new(db.clone(), visibility));
+        let job_queue: Arc<dyn JobQueue> = match wrap_queue {
+            Some(wrap) => wrap(queue.clone()),
+            None => queue.clone(),
+        };
 
         let (auth_l, jobs_l, billing_l, pipeline_l) =
             (loopback().await?, loopback().await?, loopback().await?, loopback().await?);
@@ -141,16 +161,17 @@ impl DevMesh {
             mesh: mesh.clone(),
             billing: billing_c,
             pipeline: pipeline_c,
-            queue: queue.clone() as Arc<dyn JobQueue>,
+            queue: job_queue.clone(),
             media: media.clone(),
             prices,
             url_ttl: Duration::from_secs(3600),
+            housekeeping,
         };
         tasks.push(("jobs", tokio::spawn(jobs_svc::serve(jobs_l, jobs, until_stopped()))));
         let pipeline = pipeline_svc::PipelineConfig {
             mesh,
             jobs: jobs_c,
-            queue: queue.clone() as Arc<dyn JobQueue>,
+            queue: job_queue,
             media,
             provider,
             workers,

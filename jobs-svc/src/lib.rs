@@ -56,6 +56,7 @@ pub struct JobsConfig {
     pub prices: Prices,
     /// How long a signed output URL works.
     pub url_ttl: Duration,
+    pub housekeeping: Housekeeping,
 }
 
 /// jobs-svc's state, shared by its three gRPC services.
@@ -74,7 +75,7 @@ pub struct Jobs {
 
 impl Jobs {
     pub fn new(config: JobsConfig) -> Self {
-        let JobsConfig { db, mesh, billing, pipeline, queue, media, prices, url_ttl } = config;
+        let JobsConfig { db, mesh, billing, pipeline, queue, media, prices, url_ttl, housekeeping: _ } = config;
         Self {
             store: Store::new(db),
             billing: BillingInternalServiceClient::new(mesh_channel(billing.clone(), mesh.clone(), "jobs")),
@@ -90,12 +91,12 @@ impl Jobs {
 
     /// Publishes again every job left `queued` for `age` without progress: its first publish
     /// may have been lost (the queue down, the process killed between commit and publish). The
-    /// queue drops a message id it already has, so this never makes a second message.
+    /// queue drops a message id it already has, and a worker drops a message whose job has
+    /// ended, so a second publish never runs a job twice.
     pub async fn relay_once(&self, age: Duration) -> Result<usize, StoreError> {
         let before = cutx_platform::clock::now_millis() - age.as_millis() as i64;
-        let stale = self.store.stale_queued(before, 100).await?;
         let mut published = 0;
-        for row in stale {
+        for row in self.store.stale(state::Status::Queued, before, 100).await? {
             let (Ok(id), Some(kind)) = (row.id.parse(), Kind::parse(&row.kind)) else { continue };
             match self.publish(id, kind).await {
                 Ok(()) => published += 1,
@@ -103,6 +104,38 @@ impl Jobs {
             }
         }
         Ok(published)
+    }
+
+    /// Settles jobs a crash left half-made: `pending` for `age` (the process died between
+    /// storing and queueing or running it) and synchronous kinds `processing` for `age` (it died
+    /// while running one inline). They are failed and refunded; a refund without a debit gives
+    /// nothing, so credits are never taken without a job, nor given twice.
+    pub async fn sweep_once(&self, age: Duration) -> Result<usize, StoreError> {
+        let before = cutx_platform::clock::now_millis() - age.as_millis() as i64;
+        let mut swept = 0;
+        let pending = self.store.stale(state::Status::Pending, before, 100).await?;
+        let processing = self.store.stale(state::Status::Processing, before, 100).await?;
+        let inline = processing.into_iter().filter(|r| Kind::parse(&r.kind).is_some_and(|k| k.is_sync()));
+        for row in pending.into_iter().chain(inline) {
+            let Ok(id) = row.id.parse() else { continue };
+            self.fail(id, "interrupted before it could finish; credits refunded").await;
+            swept += 1;
+        }
+        Ok(swept)
+    }
+}
+
+/// How often the relay and the sweeper look, and how old a job must be for them to act.
+#[derive(Debug, Clone, Copy)]
+pub struct Housekeeping {
+    pub every: Duration,
+    pub relay_age: Duration,
+    pub sweep_age: Duration,
+}
+
+impl Default for Housekeeping {
+    fn default() -> Self {
+        Self { every: Duration::from_secs(15), relay_age: Duration::from_secs(30), sweep_age: Duration::from_secs(300) }
     }
 }
 
@@ -112,15 +145,19 @@ pub async fn serve(
     config: JobsConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let housekeeping = config.housekeeping;
     let jobs = Jobs::new(config);
     let relay = {
         let jobs = jobs.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            let mut tick = tokio::time::interval(housekeeping.every);
             loop {
                 tick.tick().await;
-                if let Err(e) = jobs.relay_once(Duration::from_secs(30)).await {
+                if let Err(e) = jobs.relay_once(housekeeping.relay_age).await {
                     tracing::warn!(error = %e, "relay");
+                }
+                if let Err(e) = jobs.sweep_once(housekeeping.sweep_age).await {
+                    tracing::warn!(error = %e, "sweeper");
                 }
             }
         })

@@ -241,11 +241,10 @@ impl Store {
             .await?)
     }
 
-    /// Queued jobs not touched since `before` (millis), oldest first: the relay publishes them
-    /// again in case their first publish was lost.
-    pub async fn stale_queued(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
+    /// Jobs in `status` not touched since `before` (millis), oldest first.
+    pub async fn stale(&self, status: Status, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
         Ok(job::Entity::find()
-            .filter(job::Column::Status.eq(Status::Queued.as_str()))
+            .filter(job::Column::Status.eq(status.as_str()))
             .filter(job::Column::UpdatedAt.lt(before))
             .order_by_asc(job::Column::UpdatedAt)
             .limit(limit)

@@ -82,7 +82,11 @@ async fn a_permanent_failure_is_not_retried_and_is_refunded_once() {
     let job = client.wait_for_job(&created.job_id).await;
     assert_eq!(job.status(), pb::JobStatus::Failed);
     assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(client.balance().await.unwrap().balance, 25);
+    // The refund follows the failure (billing-svc is another service): poll for it.
+    cutx_tests::eventually("the refund", std::time::Duration::from_secs(10), || async {
+        (client.balance().await.unwrap().balance == 25).then_some(())
+    })
+    .await;
     assert_eq!(refunds(&client).await, 1);
     server.stop().await;
 }

@@ -33,6 +33,14 @@ cargo fmt --all -- --check
 step "cargo build --workspace --all-targets (target: $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets
 
+step "starting PostgreSQL, NATS and SeaweedFS on loopback (scripts/infra.sh)"
+infra_dir="$(mktemp -d /tmp/cutx-infra.XXXXXX)"
+# Stopped whatever happens next, a failing test included.
+trap 'scripts/infra.sh stop "$infra_dir"; rm -rf "$infra_dir"' EXIT
+scripts/infra.sh start "$infra_dir"
+# shellcheck disable=SC1091
+source "$infra_dir/env"
+
 step "cargo test --workspace --no-fail-fast"
 cargo test --workspace --no-fail-fast
 

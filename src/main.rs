@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use cutx::dev::{DevMesh, DevOptions};
+use cutx::distributed;
 
 #[derive(Parser)]
 #[command(name = "cutx", version, about = "CutX: credit-metered media generation")]
@@ -31,6 +32,18 @@ enum Command {
         #[arg(long, env = "CUTX_WORKERS", default_value_t = 2)]
         workers: usize,
     },
+    /// Applies the database schema (PostgreSQL or SQLite) and exits.
+    Migrate(distributed::MigrateArgs),
+    /// The public edge: gRPC, gRPC-web and REST on one port.
+    Gateway(distributed::GatewayArgs),
+    /// Sign-in and users.
+    Auth(distributed::AuthArgs),
+    /// Jobs and projects.
+    Jobs(distributed::JobsArgs),
+    /// Credits.
+    Billing(distributed::BillingArgs),
+    /// Queue consumers and providers; run as many as you like.
+    Pipeline(distributed::PipelineArgs),
 }
 
 async fn shutdown_signal() {
@@ -62,5 +75,11 @@ async fn main() -> anyhow::Result<()> {
             println!("  data:      {}", data.display());
             mesh.run_until(shutdown_signal()).await
         }
+        Command::Migrate(args) => distributed::migrate(args).await,
+        Command::Gateway(args) => distributed::gateway(args, shutdown_signal()).await,
+        Command::Auth(args) => distributed::auth(args, shutdown_signal()).await,
+        Command::Jobs(args) => distributed::jobs(args, shutdown_signal()).await,
+        Command::Billing(args) => distributed::billing(args, shutdown_signal()).await,
+        Command::Pipeline(args) => distributed::pipeline(args, shutdown_signal()).await,
     }
 }

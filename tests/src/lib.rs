@@ -7,7 +7,7 @@ pub mod grpc_web;
 pub mod server;
 
 pub use client::{ApiError, Client, Transport};
-pub use server::Server;
+pub use server::{Infra, Mode, Server};
 
 use std::time::Duration;
 

@@ -13,6 +13,70 @@ use tokio::process::{Child, Command};
 enum Running {
     Process(Child),
     InProcess(Option<DevMesh>),
+    /// The distributed mode: one OS process per service, by name.
+    Processes(Vec<(String, Child)>),
+}
+
+/// Which way CutX runs under a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `cutx dev`: one process, SQLite, the SQL queue, a media folder.
+    Dev,
+    /// `cutx gateway`, `auth`, `jobs`, `billing` and two `pipeline`s, on PostgreSQL.
+    Distributed,
+}
+
+/// The servers `scripts/infra.sh` started, from the environment it wrote.
+pub struct Infra {
+    pub postgres_url: String,
+}
+
+impl Infra {
+    /// `None` (after saying so) when the servers are not running, unless `CUTX_REQUIRE_TOOLS=1`,
+    /// where their absence fails the test.
+    pub fn from_env() -> Option<Self> {
+        match std::env::var("CUTX_TEST_POSTGRES_URL") {
+            Ok(postgres_url) => Some(Self { postgres_url }),
+            Err(_) if std::env::var("CUTX_REQUIRE_TOOLS").is_ok_and(|v| v == "1") => {
+                panic!("CUTX_TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh")
+            }
+            Err(_) => {
+                eprintln!("distributed mode skipped: CUTX_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
+                None
+            }
+        }
+    }
+
+    /// A new, empty database for one test.
+    pub async fn fresh_database(&self) -> String {
+        use sea_orm::ConnectionTrait;
+        let name = format!("cutx_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(&self.postgres_url).await.expect("connecting to PostgreSQL");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+        let base = self.postgres_url.rsplit_once('/').unwrap().0;
+        format!("{base}/{name}")
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Reads a child's stdout until its `listening on` line; keeps draining it afterwards.
+async fn wait_listening(name: &str, child: &mut Child) -> anyhow::Result<()> {
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .with_context(|| format!("{name} did not start listening within 60 s"))??
+            .with_context(|| format!("{name} exited before listening"))?;
+        if line.contains(" listening on http://") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(())
 }
 
 /// A running CutX with its own data folder, stopped when dropped.
@@ -72,6 +136,83 @@ impl Server {
         Ok(Self { base: format!("http://{addr}"), addr, data_dir, running: Running::Process(child), _dir: dir })
     }
 
+    /// CutX in `mode`; `None` when the distributed mode's servers are not available.
+    pub async fn start(mode: Mode) -> Option<Self> {
+        match mode {
+            Mode::Dev => Some(Self::spawn().await),
+            Mode::Distributed => Some(Self::spawn_distributed(&Infra::from_env()?).await),
+        }
+    }
+
+    /// Every service its own OS process, two pipeline workers, on a fresh PostgreSQL database.
+    pub async fn spawn_distributed(infra: &Infra) -> Self {
+        Self::try_spawn_distributed(infra).await.expect("starting the distributed mesh")
+    }
+
+    async fn try_spawn_distributed(infra: &Infra) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir)?;
+        let media_secret = uuid::Uuid::new_v4().simple().to_string();
+        std::fs::write(data_dir.join("secrets.json"), serde_json::json!({ "media": media_secret }).to_string())?;
+        let database_url = infra.fresh_database().await;
+        let port = |_: &str| free_port();
+        let (gateway, auth, jobs, billing, p1, p2) =
+            (port("g"), port("a"), port("j"), port("b"), port("p1"), port("p2"));
+        let url = |p: u16| format!("http://127.0.0.1:{p}");
+        let env: Vec<(&str, String)> = vec![
+            ("CUTX_LOG", std::env::var("CUTX_LOG").unwrap_or_else(|_| "warn".into())),
+            ("CUTX_DATABASE_URL", database_url.clone()),
+            ("CUTX_MESH_SECRET", uuid::Uuid::new_v4().simple().to_string()),
+            ("CUTX_SESSION_SECRET", uuid::Uuid::new_v4().simple().to_string()),
+            ("CUTX_MEDIA_SECRET", media_secret),
+            ("CUTX_MEDIA", "local".into()),
+            ("CUTX_MEDIA_DIR", data_dir.join("media").display().to_string()),
+            ("CUTX_PUBLIC_URL", url(gateway)),
+            ("CUTX_QUEUE", "sql".into()),
+            ("CUTX_DEV_MAILBOX", "true".into()),
+            ("CUTX_AUTH_ADDR", url(auth)),
+            ("CUTX_JOBS_ADDR", url(jobs)),
+            ("CUTX_BILLING_ADDR", url(billing)),
+            ("CUTX_PIPELINE_ADDR", format!("{},{}", url(p1), url(p2))),
+            ("CUTX_RETRY_BASE_MS", "20".into()),
+        ];
+        let command = |args: &[&str]| {
+            let mut c = Command::new(binary().expect("the cutx binary"));
+            c.args(args)
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
+            c.kill_on_drop(true);
+            c
+        };
+        let migrated = command(&["migrate"]).stdout(Stdio::null()).status().await?;
+        anyhow::ensure!(migrated.success(), "cutx migrate failed");
+        let mut children = Vec::new();
+        for (name, listen) in [
+            ("billing", billing),
+            ("auth", auth),
+            ("jobs", jobs),
+            ("pipeline-1", p1),
+            ("pipeline-2", p2),
+            ("gateway", gateway),
+        ] {
+            let service = name.split('-').next().unwrap();
+            let mut child = command(&[service, "--listen", &format!("127.0.0.1:{listen}")]).spawn()?;
+            wait_listening(name, &mut child).await?;
+            children.push((name.to_string(), child));
+        }
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{gateway}").parse()?;
+        Ok(Self { base: url(gateway), addr, data_dir, running: Running::Processes(children), _dir: dir })
+    }
+
+    /// Kills (SIGKILL) one process of a distributed mesh, by name (`pipeline-1`, ...).
+    pub async fn kill(&mut self, name: &str) {
+        let Running::Processes(children) = &mut self.running else { panic!("not a distributed mesh") };
+        let (_, child) = children.iter_mut().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no process {name}"));
+        child.kill().await.unwrap();
+    }
+
     /// The same mesh in this process, with options a test changes (a provider of its own).
     pub async fn in_process(configure: impl FnOnce(&mut DevOptions)) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -107,6 +248,11 @@ impl Server {
             Running::InProcess(mesh) => {
                 if let Some(mesh) = mesh.take() {
                     mesh.stop().await.unwrap();
+                }
+            }
+            Running::Processes(children) => {
+                for (_, child) in children {
+                    let _ = child.kill().await;
                 }
             }
         }

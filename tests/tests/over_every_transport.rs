@@ -1,8 +1,9 @@
-//! The walking skeleton, over REST, gRPC and gRPC-web alike, against `cutx dev` started as a
-//! user starts it.
+//! The walking skeleton, over REST, gRPC and gRPC-web alike, in both modes: `cutx dev` started
+//! as a user starts it, and the distributed mode (every service its own process, two pipeline
+//! workers, PostgreSQL).
 
 use cutx_proto::pb;
-use cutx_tests::{Client, Server, Transport};
+use cutx_tests::{Client, Mode, Server, Transport};
 use tonic::Code;
 
 macro_rules! over_every_transport {
@@ -12,17 +13,32 @@ macro_rules! over_every_transport {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn over_rest() {
-                super::$scenario(Transport::Rest).await
+                super::$scenario(Mode::Dev, Transport::Rest).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn over_grpc() {
-                super::$scenario(Transport::Grpc).await
+                super::$scenario(Mode::Dev, Transport::Grpc).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn over_grpc_web() {
-                super::$scenario(Transport::GrpcWeb).await
+                super::$scenario(Mode::Dev, Transport::GrpcWeb).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn distributed_over_rest() {
+                super::$scenario(Mode::Distributed, Transport::Rest).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn distributed_over_grpc() {
+                super::$scenario(Mode::Distributed, Transport::Grpc).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn distributed_over_grpc_web() {
+                super::$scenario(Mode::Distributed, Transport::GrpcWeb).await
             }
         }
     )*};
@@ -41,11 +57,12 @@ over_every_transport!(
     a_magic_link_signs_in_only_once,
 );
 
-async fn signed_in(transport: Transport, email: &str) -> (Server, Client) {
-    let server = Server::spawn().await;
+/// A fresh CutX in `mode` and a client signed in to it; `None` when the mode is unavailable.
+async fn signed_in(mode: Mode, transport: Transport, email: &str) -> Option<(Server, Client)> {
+    let server = Server::start(mode).await?;
     let mut client = Client::new(&server, transport);
     client.sign_in(email).await;
-    (server, client)
+    Some((server, client))
 }
 
 fn ad(prompt: &str, aspect_ratio: &str) -> pb::GenerateStaticAdRequest {
@@ -71,8 +88,8 @@ fn http_of(transport: Transport, http: u16) -> Option<u16> {
     (transport == Transport::Rest).then_some(http)
 }
 
-async fn a_new_user_signs_in_by_magic_link_and_has_25_credits(transport: Transport) {
-    let (_server, client) = signed_in(transport, "ada@example.com").await;
+async fn a_new_user_signs_in_by_magic_link_and_has_25_credits(mode: Mode, transport: Transport) {
+    let Some((_server, client)) = signed_in(mode, transport, "ada@example.com").await else { return };
     let me = client.me().await.unwrap();
     assert_eq!(me.email, "ada@example.com");
     let balance = client.balance().await.unwrap();
@@ -82,8 +99,8 @@ async fn a_new_user_signs_in_by_magic_link_and_has_25_credits(transport: Transpo
     assert_eq!(ledger[0].r#type(), pb::LedgerEntryType::FreeTier);
 }
 
-async fn a_static_ad_completes_with_a_png_of_the_asked_aspect_ratio(transport: Transport) {
-    let (_server, client) = signed_in(transport, "ada@example.com").await;
+async fn a_static_ad_completes_with_a_png_of_the_asked_aspect_ratio(mode: Mode, transport: Transport) {
+    let Some((_server, client)) = signed_in(mode, transport, "ada@example.com").await else { return };
     for (ratio, (w, h)) in [("9:16", (9, 16)), ("16:9", (16, 9))] {
         let created = client.static_ad(ad("Handmade ceramic mugs in ocean blue", ratio)).await.unwrap();
         assert_eq!(created.status(), pb::JobStatus::Queued);
@@ -105,8 +122,8 @@ async fn a_static_ad_completes_with_a_png_of_the_asked_aspect_ratio(transport: T
     }
 }
 
-async fn a_copy_job_completes_inline_with_variants(transport: Transport) {
-    let (_server, client) = signed_in(transport, "ada@example.com").await;
+async fn a_copy_job_completes_inline_with_variants(mode: Mode, transport: Transport) {
+    let Some((_server, client)) = signed_in(mode, transport, "ada@example.com").await else { return };
     let created = client.copy(copy_request()).await.unwrap();
     assert_eq!(created.status(), pb::JobStatus::Completed);
     assert_eq!(created.credits_used, 1);
@@ -122,8 +139,8 @@ async fn a_copy_job_completes_inline_with_variants(transport: Transport) {
     assert_eq!(job.variants, created.variants);
 }
 
-async fn the_balance_goes_down_by_exactly_the_prices(transport: Transport) {
-    let (_server, client) = signed_in(transport, "ada@example.com").await;
+async fn the_balance_goes_down_by_exactly_the_prices(mode: Mode, transport: Transport) {
+    let Some((_server, client)) = signed_in(mode, transport, "ada@example.com").await else { return };
     let first = client.static_ad(ad("Linen tote bags for summer", "1:1")).await.unwrap();
     assert_eq!(first.credits_remaining, 22);
     client.copy(copy_request()).await.unwrap();
@@ -136,8 +153,8 @@ async fn the_balance_goes_down_by_exactly_the_prices(transport: Transport) {
     assert_eq!(ledger[0].balance_after, 21, "newest first, with the balance after it");
 }
 
-async fn the_same_idempotency_key_twice_gives_one_job_and_one_charge(transport: Transport) {
-    let (_server, client) = signed_in(transport, "ada@example.com").await;
+async fn the_same_idempotency_key_twice_gives_one_job_and_one_charge(mode: Mode, transport: Transport) {
+    let Some((_server, client)) = signed_in(mode, transport, "ada@example.com").await else { return };
     let request =
         pb::GenerateStaticAdRequest { idempotency_key: "order-42".into(), ..ad("Walnut desk organiser", "4:5") };
     let first = client.static_ad(request.clone()).await.unwrap();
@@ -153,8 +170,8 @@ async fn the_same_idempotency_key_twice_gives_one_job_and_one_charge(transport: 
     assert_eq!(client.all_jobs().await.len(), 2);
 }
 
-async fn too_few_credits_is_refused_and_makes_no_job(transport: Transport) {
-    let (_server, client) = signed_in(transport, "ada@example.com").await;
+async fn too_few_credits_is_refused_and_makes_no_job(mode: Mode, transport: Transport) {
+    let Some((_server, client)) = signed_in(mode, transport, "ada@example.com").await else { return };
     for _ in 0..24 {
         client.copy(copy_request()).await.unwrap();
     }
@@ -172,8 +189,8 @@ async fn too_few_credits_is_refused_and_makes_no_job(transport: Transport) {
     assert_eq!(client.all_jobs().await.len(), 25);
 }
 
-async fn another_users_job_is_not_found(transport: Transport) {
-    let (server, ada) = signed_in(transport, "ada@example.com").await;
+async fn another_users_job_is_not_found(mode: Mode, transport: Transport) {
+    let Some((server, ada)) = signed_in(mode, transport, "ada@example.com").await else { return };
     let job = ada.copy(copy_request()).await.unwrap();
     let mut bob = Client::new(&server, transport);
     bob.sign_in("bob@example.com").await;
@@ -186,8 +203,8 @@ async fn another_users_job_is_not_found(transport: Transport) {
     assert_eq!(ada.all_jobs().await.len(), 1);
 }
 
-async fn bad_input_names_the_field_and_charges_nothing(transport: Transport) {
-    let (_server, client) = signed_in(transport, "ada@example.com").await;
+async fn bad_input_names_the_field_and_charges_nothing(mode: Mode, transport: Transport) {
+    let Some((_server, client)) = signed_in(mode, transport, "ada@example.com").await else { return };
     let cases = [
         (ad("", "1:1"), "prompt"),
         (ad(&"p".repeat(1001), "1:1"), "prompt"),
@@ -209,8 +226,8 @@ async fn bad_input_names_the_field_and_charges_nothing(transport: Transport) {
     assert!(client.all_jobs().await.is_empty());
 }
 
-async fn calls_without_a_session_are_unauthenticated(transport: Transport) {
-    let server = Server::spawn().await;
+async fn calls_without_a_session_are_unauthenticated(mode: Mode, transport: Transport) {
+    let Some(server) = Server::start(mode).await else { return };
     let mut client = Client::new(&server, transport);
     let err = client.balance().await.unwrap_err();
     assert_eq!((err.code, err.http), (Code::Unauthenticated, http_of(transport, 401)));
@@ -219,8 +236,8 @@ async fn calls_without_a_session_are_unauthenticated(transport: Transport) {
     assert_eq!(err.code, Code::Unauthenticated);
 }
 
-async fn a_magic_link_signs_in_only_once(transport: Transport) {
-    let server = Server::spawn().await;
+async fn a_magic_link_signs_in_only_once(mode: Mode, transport: Transport) {
+    let Some(server) = Server::start(mode).await else { return };
     let client = Client::new(&server, transport);
     let answer = client.request_magic_link("ada@example.com").await.unwrap();
     let unknown = client.request_magic_link("nobody-yet@example.com").await.unwrap();

@@ -1,0 +1,289 @@
+//! One process per service: `cutx gateway`, `cutx auth`, `cutx jobs`, `cutx billing`,
+//! `cutx pipeline` (as many as you like), and `cutx migrate`. Each binds its address, prints
+//! `cutx <name> listening on http://<addr>`, and serves until SIGTERM or Ctrl-C, finishing what
+//! is in flight.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use cutx_platform::media::{LocalMediaStore, MediaStore, UrlSigner};
+use cutx_platform::queue::{JobQueue, SqlQueue};
+use cutx_platform::secret::Secret;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::{
+    DatabaseArgs, MediaArgs, MediaBackend, MeshArgs, QueueArgs, QueueBackend, SessionArgs, listen_addr, service_url,
+};
+
+fn channel(url: &str, var: &str) -> anyhow::Result<Channel> {
+    Ok(cutx_platform::grpc::channel(&service_url(url, var)?)?)
+}
+
+/// A channel spreading calls over every address of a comma-separated list.
+fn balanced(urls: &str, var: &str) -> anyhow::Result<Channel> {
+    let endpoints = urls
+        .split(',')
+        .map(|u| {
+            let url = service_url(u.trim(), var)?;
+            Ok(Endpoint::from_shared(url)?.tcp_nodelay(true).connect_timeout(Duration::from_secs(5)))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if endpoints.is_empty() {
+        bail!("{var} is empty");
+    }
+    Ok(Channel::balance_list(endpoints.into_iter()))
+}
+
+async fn bind(name: &str, listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = listen_addr(listen)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    // Scripts and tests read this line to find the port.
+    println!("cutx {name} listening on http://{}", listener.local_addr()?);
+    Ok(listener)
+}
+
+async fn queue(args: &QueueArgs, db: Option<&sea_orm::DatabaseConnection>) -> anyhow::Result<Arc<dyn JobQueue>> {
+    let visibility = args.visibility()?;
+    match args.queue {
+        QueueBackend::Sql => {
+            let db = db.context("the sql queue needs CUTX_DATABASE_URL")?;
+            Ok(Arc::new(SqlQueue::new(db.clone(), visibility)))
+        }
+    }
+}
+
+fn local_signer(args: &MediaArgs) -> anyhow::Result<UrlSigner> {
+    let secret = args.media_secret.as_deref().context("CUTX_MEDIA_SECRET is required for local media")?;
+    if secret.len() < 16 {
+        bail!("CUTX_MEDIA_SECRET must be at least 16 characters");
+    }
+    Ok(UrlSigner::new(&Secret::new(secret.to_string())))
+}
+
+async fn media(args: &MediaArgs) -> anyhow::Result<Arc<dyn MediaStore>> {
+    match args.media {
+        MediaBackend::Local => {
+            let dir = args.media_dir.clone().context("CUTX_MEDIA_DIR is required for local media")?;
+            let public = args.public_url.as_deref().context("CUTX_PUBLIC_URL is required for local media")?;
+            let public = service_url(public, "CUTX_PUBLIC_URL")?;
+            Ok(Arc::new(LocalMediaStore::new(dir, public, local_signer(args)?)))
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let db = args.db.connect().await?;
+    cutx_migrations::migrate(&db).await.context("migrating")?;
+    println!("cutx migrate: the schema is up to date");
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct GatewayArgs {
+    #[arg(long, env = "CUTX_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    #[arg(long, env = "CUTX_AUTH_ADDR")]
+    pub auth_addr: String,
+    #[arg(long, env = "CUTX_JOBS_ADDR")]
+    pub jobs_addr: String,
+    #[arg(long, env = "CUTX_BILLING_ADDR")]
+    pub billing_addr: String,
+    /// Expose auth-svc's dev mailbox (`GET /api/dev/mailbox`); for test deployments only.
+    #[arg(long, env = "CUTX_DEV_MAILBOX")]
+    pub dev_mailbox: bool,
+    #[arg(long, env = "CUTX_MAX_BODY_BYTES", default_value_t = cutx_gateway::GatewayConfig::DEFAULT_MAX_BODY)]
+    pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub session: SessionArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
+}
+
+pub async fn gateway(args: GatewayArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let auth = channel(&args.auth_addr, "CUTX_AUTH_ADDR")?;
+    let jobs = channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?;
+    let billing = channel(&args.billing_addr, "CUTX_BILLING_ADDR")?;
+    let mut backends = HashMap::new();
+    backends.insert("cutx.v1.AuthService".to_string(), auth.clone());
+    backends.insert("cutx.v1.JobService".to_string(), jobs.clone());
+    backends.insert("cutx.v1.ProjectService".to_string(), jobs);
+    backends.insert("cutx.v1.BillingService".to_string(), billing);
+    let mut exposed: Vec<String> = cutx_proto::PUBLIC_SERVICES.iter().map(|s| s.to_string()).collect();
+    if args.dev_mailbox {
+        backends.insert("cutx.v1.DevMailboxService".to_string(), auth);
+        exposed.extend(cutx_proto::DEV_SERVICES.iter().map(|s| s.to_string()));
+    }
+    let extra_routes = match args.media.media {
+        MediaBackend::Local => {
+            let dir = args.media.media_dir.clone().context("CUTX_MEDIA_DIR is required for local media")?;
+            Arc::new(LocalMediaStore::new(dir, String::new(), local_signer(&args.media)?)).router()
+        }
+    };
+    let gateway = cutx_gateway::Gateway::build(cutx_gateway::GatewayConfig {
+        listen: listen_addr(&args.listen)?,
+        backends,
+        exposed_services: exposed,
+        sessions: args.session.key()?,
+        mesh: args.mesh.key()?,
+        extra_routes,
+        max_body_bytes: args.max_body_bytes,
+    })
+    .await?;
+    println!("cutx gateway listening on http://{}", gateway.local_addr());
+    gateway.run_until_stopped(shutdown).await
+}
+
+#[derive(Args, Debug)]
+pub struct AuthArgs {
+    #[arg(long, env = "CUTX_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: String,
+    #[arg(long, env = "CUTX_BILLING_ADDR")]
+    pub billing_addr: String,
+    /// Where users reach the gateway; sign-in links start with it.
+    #[arg(long, env = "CUTX_PUBLIC_URL")]
+    pub public_url: String,
+    /// Keep sign-in links in a mailbox the gateway can expose (test deployments only).
+    #[arg(long, env = "CUTX_DEV_MAILBOX")]
+    pub dev_mailbox: bool,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub session: SessionArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+}
+
+pub async fn auth(args: AuthArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let public_url = service_url(&args.public_url, "CUTX_PUBLIC_URL")?;
+    let config = auth_svc::AuthConfig {
+        db: args.db.connect().await?,
+        mesh: args.mesh.key()?,
+        sessions: args.session.key()?,
+        billing: channel(&args.billing_addr, "CUTX_BILLING_ADDR")?,
+        // Without SMTP (its own issue), links go to the log; the dev mailbox keeps them too.
+        mailer: Arc::new(auth_svc::DevMailbox::default()),
+        dev_mailbox: None,
+        secure_cookies: public_url.starts_with("https://"),
+        public_url,
+        free_credits: billing_svc::FREE_TIER_CREDITS,
+    };
+    let config = if args.dev_mailbox {
+        let mailbox = auth_svc::DevMailbox::default();
+        auth_svc::AuthConfig { mailer: Arc::new(mailbox.clone()), dev_mailbox: Some(mailbox), ..config }
+    } else {
+        config
+    };
+    let listener = bind("auth", &args.listen).await?;
+    auth_svc::serve(listener, config, shutdown).await
+}
+
+#[derive(Args, Debug)]
+pub struct BillingArgs {
+    #[arg(long, env = "CUTX_LISTEN", default_value = "127.0.0.1:8083")]
+    pub listen: String,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+}
+
+pub async fn billing(args: BillingArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let db = args.db.connect().await?;
+    let mesh = args.mesh.key()?;
+    let listener = bind("billing", &args.listen).await?;
+    billing_svc::serve(listener, db, mesh, shutdown).await
+}
+
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    #[arg(long, env = "CUTX_LISTEN", default_value = "127.0.0.1:8082")]
+    pub listen: String,
+    #[arg(long, env = "CUTX_BILLING_ADDR")]
+    pub billing_addr: String,
+    /// One or more pipeline workers (comma-separated); synchronous jobs are spread over them.
+    #[arg(long, env = "CUTX_PIPELINE_ADDR")]
+    pub pipeline_addr: String,
+    /// How long a signed output URL works.
+    #[arg(long, env = "CUTX_MEDIA_URL_TTL_SECS", default_value_t = 3600)]
+    pub media_url_ttl_secs: u64,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
+}
+
+pub async fn jobs(args: JobsArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let db = args.db.connect().await?;
+    let config = jobs_svc::JobsConfig {
+        mesh: args.mesh.key()?,
+        billing: channel(&args.billing_addr, "CUTX_BILLING_ADDR")?,
+        pipeline: balanced(&args.pipeline_addr, "CUTX_PIPELINE_ADDR")?,
+        queue: queue(&args.queue, Some(&db)).await?,
+        media: media(&args.media).await?,
+        prices: jobs_svc::Prices::default(),
+        url_ttl: Duration::from_secs(args.media_url_ttl_secs.max(1)),
+        housekeeping: jobs_svc::Housekeeping::default(),
+        db,
+    };
+    let listener = bind("jobs", &args.listen).await?;
+    jobs_svc::serve(listener, config, shutdown).await
+}
+
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    #[arg(long, env = "CUTX_LISTEN", default_value = "127.0.0.1:8084")]
+    pub listen: String,
+    #[arg(long, env = "CUTX_JOBS_ADDR")]
+    pub jobs_addr: String,
+    /// Queue consumers in this process.
+    #[arg(long, env = "CUTX_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// The first retry of a failed job waits this long, each later one twice as long.
+    #[arg(long, env = "CUTX_RETRY_BASE_MS", default_value_t = 2000)]
+    pub retry_base_ms: u64,
+    /// Only for the sql queue.
+    #[arg(long, env = "CUTX_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
+}
+
+pub async fn pipeline(args: PipelineArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let db = match &args.database_url {
+        Some(url) => Some(DatabaseArgs { database_url: url.clone(), db_max_connections: 4 }.connect().await?),
+        None => None,
+    };
+    let visibility = args.queue.visibility()?;
+    let config = pipeline_svc::PipelineConfig {
+        mesh: args.mesh.key()?,
+        jobs: channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?,
+        queue: queue(&args.queue, db.as_ref()).await?,
+        media: media(&args.media).await?,
+        provider: Arc::new(pipeline_svc::LocalProvider),
+        workers: args.workers,
+        retry_base: Duration::from_millis(args.retry_base_ms),
+        heartbeat: visibility / 3,
+    };
+    let listener = bind("pipeline", &args.listen).await?;
+    pipeline_svc::serve(listener, config, shutdown).await
+}

@@ -44,7 +44,7 @@ impl DevOptions {
             listen,
             data_dir,
             public_url: None,
-            provider: Arc::new(LocalProvider),
+            provider: Arc::new(LocalProvider::default()),
             workers: 2,
             retry_base: Duration::from_secs(2),
             visibility: Duration::from_secs(60),
@@ -177,6 +177,7 @@ impl DevMesh {
             workers,
             retry_base,
             heartbeat: visibility / 3,
+            worker_id: format!("pipeline pid {}", std::process::id()),
         };
         tasks.push(("pipeline", tokio::spawn(pipeline_svc::serve(pipeline_l, pipeline, until_stopped()))));
         tasks.push(("gateway", tokio::spawn(gateway.run_until_stopped(until_stopped()))));

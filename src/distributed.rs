@@ -257,6 +257,9 @@ pub struct PipelineArgs {
     /// The first retry of a failed job waits this long, each later one twice as long.
     #[arg(long, env = "CUTX_RETRY_BASE_MS", default_value_t = 2000)]
     pub retry_base_ms: u64,
+    /// Extra time each queued job takes on the local provider, to behave like a remote model.
+    #[arg(long, env = "CUTX_LOCAL_LATENCY_MS", default_value_t = 0)]
+    pub local_latency_ms: u64,
     /// Only for the sql queue.
     #[arg(long, env = "CUTX_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -279,10 +282,11 @@ pub async fn pipeline(args: PipelineArgs, shutdown: impl Future<Output = ()> + S
         jobs: channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?,
         queue: queue(&args.queue, db.as_ref()).await?,
         media: media(&args.media).await?,
-        provider: Arc::new(pipeline_svc::LocalProvider),
+        provider: Arc::new(pipeline_svc::LocalProvider::with_latency(Duration::from_millis(args.local_latency_ms))),
         workers: args.workers,
         retry_base: Duration::from_millis(args.retry_base_ms),
         heartbeat: visibility / 3,
+        worker_id: format!("pipeline pid {}", std::process::id()),
     };
     let listener = bind("pipeline", &args.listen).await?;
     pipeline_svc::serve(listener, config, shutdown).await

@@ -8,13 +8,14 @@ pub mod store;
 
 use std::sync::Arc;
 
-use cutx_platform::grpc::mesh_channel;
+use cutx_platform::grpc::{RequireMesh, mesh_channel};
 use cutx_platform::mesh::MeshKey;
 use cutx_platform::session::SessionKey;
 use cutx_proto::pb::auth_service_server::AuthServiceServer;
 use cutx_proto::pb::billing_internal_service_client::BillingInternalServiceClient;
 use cutx_proto::pb::dev_mailbox_service_server::DevMailboxServiceServer;
 use sea_orm::DatabaseConnection;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub use email::Email;
@@ -52,8 +53,15 @@ pub async fn serve(
         secure_cookies: config.secure_cookies,
         free_credits: config.free_credits,
     };
-    let dev = config.dev_mailbox.map(|m| DevMailboxServiceServer::new(service::DevMail(m)));
-    let router = cutx_platform::grpc::server().add_service(AuthServiceServer::new(auth)).add_optional_service(dev);
+    // Every call, signed in or not, comes through the gateway (or another service) with a mesh
+    // token; a call around them is refused.
+    let require = RequireMesh(auth.mesh.clone());
+    let dev = config
+        .dev_mailbox
+        .map(|m| InterceptedService::new(DevMailboxServiceServer::new(service::DevMail(m)), require.clone()));
+    let router = cutx_platform::grpc::server()
+        .add_service(InterceptedService::new(AuthServiceServer::new(auth), require))
+        .add_optional_service(dev);
     cutx_platform::grpc::serve(router, listener, shutdown).await?;
     Ok(())
 }

@@ -20,14 +20,14 @@ pub const FREE_TIER_CREDITS: i64 = 25;
 
 /// billing-svc's two gRPC services, ready to add to a server.
 pub struct BillingServices {
-    pub public: BillingServiceServer<Billing>,
+    pub public: InterceptedService<BillingServiceServer<Billing>, RequireMesh>,
     pub internal: InterceptedService<BillingInternalServiceServer<Billing>, RequireMesh>,
 }
 
 pub fn services(db: DatabaseConnection, mesh: MeshKey) -> BillingServices {
     let billing = Billing { store: store::Store::new(db), mesh: mesh.clone() };
     BillingServices {
-        public: BillingServiceServer::new(billing.clone()),
+        public: InterceptedService::new(BillingServiceServer::new(billing.clone()), RequireMesh(mesh.clone())),
         internal: InterceptedService::new(BillingInternalServiceServer::new(billing), RequireMesh(mesh)),
     }
 }

@@ -20,18 +20,24 @@ fn job_id(raw: &str) -> Result<cutx_platform::ids::JobId, Status> {
 #[tonic::async_trait]
 impl JobInternalService for Jobs {
     async fn start_job(&self, request: Request<pb::StartJobRequest>) -> Result<Response<pb::StartJobResponse>, Status> {
-        let id = job_id(&request.get_ref().job_id)?;
+        let pb::StartJobRequest { job_id: raw, worker } = request.into_inner();
+        let id = job_id(&raw)?;
         let row = self.store.find_for_worker(id).await?;
+        let reason = format!("taken by {}", if worker.is_empty() { "a worker" } else { worker.as_str() });
         let proceed = match status_of(&row)? {
             JobStatus::Pending | JobStatus::Queued => {
-                match self.store.transition(id, JobStatus::Processing, "taken by a worker", Changes::default()).await {
+                match self.store.transition(id, JobStatus::Processing, &reason, Changes::default()).await {
                     Ok(_) => true,
                     // Canceled (or failed) between the read and the move: drop the message.
                     Err(StoreError::Refused { .. }) => false,
                     Err(e) => return Err(e.into()),
                 }
             }
-            JobStatus::Processing => true,
+            // Its worker died (or its claim expired): this delivery takes it over.
+            JobStatus::Processing => {
+                self.store.record_note(id, JobStatus::Processing, &format!("re{reason}")).await?;
+                true
+            }
             JobStatus::Completed | JobStatus::Failed | JobStatus::Canceled | JobStatus::Expired => false,
         };
         let input = pb::JobInput::decode(row.input.as_slice())

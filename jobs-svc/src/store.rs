@@ -232,6 +232,15 @@ impl Store {
         Err(StoreError::Db(DbErr::Custom(format!("job {id} kept changing status"))))
     }
 
+    /// Records in a job's history that something happened without a move (a worker taking over a
+    /// job whose worker died).
+    pub async fn record_note(&self, id: JobId, status: Status, reason: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        record(&txn, id, Some(status), status, reason).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
     /// Every recorded move of a job, oldest first.
     pub async fn history(&self, id: &str) -> Result<Vec<transition::Model>, StoreError> {
         Ok(transition::Entity::find()

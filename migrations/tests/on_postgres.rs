@@ -23,7 +23,18 @@ async fn the_schema_applies_on_postgresql_and_applying_it_again_changes_nothing(
         .await
         .unwrap();
     let names: Vec<String> = tables.iter().map(|r| r.try_get_by_index(0).unwrap()).collect();
-    for table in ["credit_balances", "credit_ledger", "dead_letters", "job_outputs", "job_transitions", "jobs", "magic_links", "projects", "queue_messages", "users"] {
+    for table in [
+        "credit_balances",
+        "credit_ledger",
+        "dead_letters",
+        "job_outputs",
+        "job_transitions",
+        "jobs",
+        "magic_links",
+        "projects",
+        "queue_messages",
+        "users",
+    ] {
         assert!(names.iter().any(|n| n == table), "{table} missing from {names:?}");
     }
 }

@@ -34,6 +34,8 @@ pub struct PipelineConfig {
     pub retry_base: Duration,
     /// How often a long job extends its claim on the message.
     pub heartbeat: Duration,
+    /// Names this process in jobs' histories.
+    pub worker_id: String,
 }
 
 /// Serves `PipelineInternalService` and runs the queue consumers until `shutdown`; consumers
@@ -50,6 +52,7 @@ pub async fn serve(
         provider: config.provider.clone(),
         retry_base: config.retry_base,
         heartbeat: config.heartbeat,
+        worker_id: config.worker_id,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let consumers: Vec<_> =

@@ -50,7 +50,16 @@ pub trait Provider: Send + Sync + 'static {
 
 /// No keys, no network: the template copywriter and the local renderer.
 #[derive(Debug, Clone, Default)]
-pub struct LocalProvider;
+pub struct LocalProvider {
+    /// Extra time each queued job takes, to behave like a remote model (demos, crash tests).
+    latency: std::time::Duration,
+}
+
+impl LocalProvider {
+    pub fn with_latency(latency: std::time::Duration) -> Self {
+        Self { latency }
+    }
+}
 
 #[async_trait]
 impl Provider for LocalProvider {
@@ -60,6 +69,7 @@ impl Provider for LocalProvider {
                 Ok(Produced { files: Vec::new(), variants: copywriter::write_copy(input) })
             }
             Some(pb::job_input::Input::StaticAd(input)) => {
+                tokio::time::sleep(self.latency).await;
                 let aspect = AspectRatio::parse(&input.aspect_ratio)
                     .map_err(|e| ProviderError::Permanent(format!("aspect_ratio: {e}")))?;
                 let style = pb::StaticAdStyle::try_from(input.style).unwrap_or_default();

@@ -26,6 +26,8 @@ pub struct Worker {
     pub(crate) provider: Arc<dyn Provider>,
     pub(crate) retry_base: Duration,
     pub(crate) heartbeat: Duration,
+    /// Recorded in a job's history when this worker takes it.
+    pub(crate) worker_id: String,
 }
 
 /// Why a delivery failed, and whether another one could help.
@@ -106,7 +108,11 @@ impl Worker {
     }
 
     async fn process(&self, job_id: &str, delivery: &Delivery) -> Result<(), Failure> {
-        let started = self.jobs.clone().start_job(pb::StartJobRequest { job_id: job_id.to_string() }).await;
+        let started = self
+            .jobs
+            .clone()
+            .start_job(pb::StartJobRequest { job_id: job_id.to_string(), worker: self.worker_id.clone() })
+            .await;
         let started = match started {
             Ok(r) => r.into_inner(),
             Err(s) if s.code() == tonic::Code::NotFound => {

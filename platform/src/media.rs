@@ -9,9 +9,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 mod local;
+mod s3;
 mod signer;
 
 pub use local::LocalMediaStore;
+pub use s3::{S3Config, S3MediaStore};
 pub use signer::{SignedUrlError, UrlSigner};
 
 #[derive(Debug, thiserror::Error)]

@@ -84,6 +84,10 @@ pub struct Server {
     pub base: String,
     pub addr: std::net::SocketAddr,
     pub data_dir: PathBuf,
+    /// The distributed mesh's PostgreSQL database.
+    pub database_url: Option<String>,
+    /// The distributed mesh's services by name (`jobs`, `pipeline-1`, ...), `http://addr`.
+    pub services: Vec<(String, String)>,
     running: Running,
     _dir: tempfile::TempDir,
 }
@@ -133,7 +137,15 @@ impl Server {
             .parse()?;
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { base: format!("http://{addr}"), addr, data_dir, running: Running::Process(child), _dir: dir })
+        Ok(Self {
+            base: format!("http://{addr}"),
+            addr,
+            data_dir,
+            database_url: None,
+            services: Vec::new(),
+            running: Running::Process(child),
+            _dir: dir,
+        })
     }
 
     /// CutX in `mode`; `None` when the distributed mode's servers are not available.
@@ -146,10 +158,15 @@ impl Server {
 
     /// Every service its own OS process, two pipeline workers, on a fresh PostgreSQL database.
     pub async fn spawn_distributed(infra: &Infra) -> Self {
-        Self::try_spawn_distributed(infra).await.expect("starting the distributed mesh")
+        Self::spawn_distributed_with(infra, &[]).await
     }
 
-    async fn try_spawn_distributed(infra: &Infra) -> anyhow::Result<Self> {
+    /// The distributed mesh with some `CUTX_*` variables set for every process.
+    pub async fn spawn_distributed_with(infra: &Infra, extra_env: &[(&str, &str)]) -> Self {
+        Self::try_spawn_distributed(infra, extra_env).await.expect("starting the distributed mesh")
+    }
+
+    async fn try_spawn_distributed(infra: &Infra, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir)?;
@@ -177,6 +194,8 @@ impl Server {
             ("CUTX_PIPELINE_ADDR", format!("{},{}", url(p1), url(p2))),
             ("CUTX_RETRY_BASE_MS", "20".into()),
         ];
+        let mut env = env;
+        env.extend(extra_env.iter().map(|(k, v)| (*k, v.to_string())));
         let command = |args: &[&str]| {
             let mut c = Command::new(binary().expect("the cutx binary"));
             c.args(args)
@@ -203,7 +222,40 @@ impl Server {
             children.push((name.to_string(), child));
         }
         let addr: std::net::SocketAddr = format!("127.0.0.1:{gateway}").parse()?;
-        Ok(Self { base: url(gateway), addr, data_dir, running: Running::Processes(children), _dir: dir })
+        let services = [("auth", auth), ("jobs", jobs), ("billing", billing), ("pipeline-1", p1), ("pipeline-2", p2)]
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), url(p)))
+            .collect();
+        Ok(Self {
+            base: url(gateway),
+            addr,
+            data_dir,
+            database_url: Some(database_url),
+            services,
+            running: Running::Processes(children),
+            _dir: dir,
+        })
+    }
+
+    /// The OS process id of one process of a distributed mesh.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        let Running::Processes(children) = &self.running else { return None };
+        children.iter().find(|(n, _)| n == name).and_then(|(_, c)| c.id())
+    }
+
+    /// The address of one service of a distributed mesh.
+    pub fn service(&self, name: &str) -> &str {
+        &self.services.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no service {name}")).1
+    }
+
+    /// A connection to the mesh's database (SQLite for `cutx dev`, PostgreSQL distributed), to
+    /// look at what the services stored.
+    pub async fn database(&self) -> sea_orm::DatabaseConnection {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => cutx_platform::db::sqlite_url(&self.data_dir.join("cutx.db")),
+        };
+        cutx_platform::db::connect(&url, 2).await.expect("connecting to the mesh's database")
     }
 
     /// Kills (SIGKILL) one process of a distributed mesh, by name (`pipeline-1`, ...).
@@ -222,7 +274,15 @@ impl Server {
         configure(&mut options);
         let mesh = DevMesh::start(options).await.expect("starting the mesh");
         let addr = mesh.addr();
-        Self { base: format!("http://{addr}"), addr, data_dir, running: Running::InProcess(Some(mesh)), _dir: dir }
+        Self {
+            base: format!("http://{addr}"),
+            addr,
+            data_dir,
+            database_url: None,
+            services: Vec::new(),
+            running: Running::InProcess(Some(mesh)),
+            _dir: dir,
+        }
     }
 
     /// The in-process mesh's queue (dead letters); `None` for a spawned binary.

@@ -67,7 +67,7 @@ start() {
 JSON
   nohup weed mini -dir="$dir/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port="$m_port" \
     -volume.port="$v_port" -filer.port="$f_port" -s3.port="$s3_port" -s3.port.iceberg=0 -s3.port.lance=0 \
-    -webdav=false -admin.ui=false -master.telemetry=false -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 &
+    -webdav=false -admin.ui=false -master.telemetry=false -master.volumeSizeLimitMB=64 -volume.max=0 -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 &
   echo $! >"$dir/weed.pid"
   wait_for seaweedfs curl -sf "http://127.0.0.1:$s3_port/healthz"
 
@@ -82,6 +82,7 @@ export CUTX_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export CUTX_TEST_S3_ACCESS_KEY=cutx-test
 export CUTX_TEST_S3_SECRET_KEY=cutx-test-secret
 export CUTX_TEST_S3_REGION=us-east-1
+export CUTX_TEST_S3_BUCKET=cutx-media-test
 ENV
   say "postgres :$pg_port, nats :$nats_port, s3 :$s3_port (logs in $dir)"
 }

@@ -82,12 +82,23 @@ impl DatabaseArgs {
 pub enum QueueBackend {
     /// The durable SQL-table queue in the database (what `cutx dev` uses).
     Sql,
+    /// NATS JetStream: stream `CUTX_JOBS`, dead letters in `CUTX_JOBS_DLQ`.
+    Nats,
 }
 
 #[derive(Args, Clone, Debug)]
 pub struct QueueArgs {
-    #[arg(long, env = "CUTX_QUEUE", value_enum, default_value = "sql")]
+    #[arg(long, env = "CUTX_QUEUE", value_enum, default_value = "nats")]
     pub queue: QueueBackend,
+    #[arg(long, env = "CUTX_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    #[arg(long, env = "CUTX_NATS_STREAM", default_value = "CUTX_JOBS")]
+    pub nats_stream: String,
+    #[arg(long, env = "CUTX_NATS_DLQ_STREAM", default_value = "CUTX_JOBS_DLQ")]
+    pub nats_dlq_stream: String,
+    /// The durable pull consumer every pipeline process shares.
+    #[arg(long, env = "CUTX_NATS_CONSUMER", default_value = "pipeline")]
+    pub nats_consumer: String,
     /// How long a taken message waits for its worker before it is delivered again.
     #[arg(long, env = "CUTX_QUEUE_VISIBILITY_SECS", default_value_t = 60)]
     pub queue_visibility_secs: u64,
@@ -100,18 +111,51 @@ impl QueueArgs {
         }
         Ok(Duration::from_secs(self.queue_visibility_secs))
     }
+
+    pub fn nats(&self) -> anyhow::Result<cutx_platform::queue::NatsQueueConfig> {
+        if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
+            bail!("CUTX_NATS_URL must look like nats://host:port");
+        }
+        Ok(cutx_platform::queue::NatsQueueConfig {
+            url: self.nats_url.clone(),
+            stream: self.nats_stream.clone(),
+            dlq_stream: self.nats_dlq_stream.clone(),
+            consumer: self.nats_consumer.clone(),
+            ack_wait: self.visibility()?,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediaBackend {
     /// Files in a folder every process shares, served by the gateway at signed URLs.
     Local,
+    /// An S3 bucket (AWS or S3-compatible), served by presigned URLs.
+    S3,
 }
 
 #[derive(Args, Clone, Debug)]
 pub struct MediaArgs {
-    #[arg(long, env = "CUTX_MEDIA", value_enum, default_value = "local")]
+    #[arg(long, env = "CUTX_MEDIA", value_enum, default_value = "s3")]
     pub media: MediaBackend,
+    /// An S3-compatible server (`http://127.0.0.1:8333`); unset for AWS.
+    #[arg(long, env = "CUTX_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The address presigned URLs carry, when users reach S3 elsewhere than the services do.
+    #[arg(long, env = "CUTX_S3_PUBLIC_ENDPOINT")]
+    pub s3_public_endpoint: Option<String>,
+    #[arg(long, env = "CUTX_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    #[arg(long, env = "CUTX_S3_BUCKET", default_value = "cutx-media")]
+    pub s3_bucket: String,
+    #[arg(long, env = "CUTX_S3_ACCESS_KEY")]
+    pub s3_access_key: Option<String>,
+    #[arg(long, env = "CUTX_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// Path-style addressing (the bucket in the path), which S3-compatible servers need.
+    #[arg(long, env = "CUTX_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_path_style: bool,
     /// The folder of the local media store.
     #[arg(long, env = "CUTX_MEDIA_DIR")]
     pub media_dir: Option<std::path::PathBuf>,
@@ -121,6 +165,24 @@ pub struct MediaArgs {
     /// Where users reach the gateway (local media URLs start with it).
     #[arg(long, env = "CUTX_PUBLIC_URL")]
     pub public_url: Option<String>,
+}
+
+impl MediaArgs {
+    pub fn s3(&self) -> anyhow::Result<cutx_platform::media::S3Config> {
+        let endpoint = self.s3_endpoint.as_deref().map(|e| service_url(e, "CUTX_S3_ENDPOINT")).transpose()?;
+        let public_endpoint =
+            self.s3_public_endpoint.as_deref().map(|e| service_url(e, "CUTX_S3_PUBLIC_ENDPOINT")).transpose()?;
+        Ok(cutx_platform::media::S3Config {
+            endpoint,
+            public_endpoint,
+            region: self.s3_region.clone(),
+            bucket: self.s3_bucket.clone(),
+            access_key: self.s3_access_key.clone().context("CUTX_S3_ACCESS_KEY is required for s3 media")?,
+            secret_key: Secret::new(self.s3_secret_key.clone().context("CUTX_S3_SECRET_KEY is required for s3 media")?),
+            path_style: self.s3_path_style,
+            part_size: cutx_platform::media::S3Config::DEFAULT_PART_SIZE,
+        })
+    }
 }
 
 /// `--listen` for one process.

@@ -53,6 +53,10 @@ async fn queue(args: &QueueArgs, db: Option<&sea_orm::DatabaseConnection>) -> an
             let db = db.context("the sql queue needs CUTX_DATABASE_URL")?;
             Ok(Arc::new(SqlQueue::new(db.clone(), visibility)))
         }
+        QueueBackend::Nats => {
+            let queue = cutx_platform::queue::NatsQueue::connect(args.nats()?).await.context("connecting to NATS")?;
+            Ok(Arc::new(queue))
+        }
     }
 }
 
@@ -71,6 +75,10 @@ async fn media(args: &MediaArgs) -> anyhow::Result<Arc<dyn MediaStore>> {
             let public = args.public_url.as_deref().context("CUTX_PUBLIC_URL is required for local media")?;
             let public = service_url(public, "CUTX_PUBLIC_URL")?;
             Ok(Arc::new(LocalMediaStore::new(dir, public, local_signer(args)?)))
+        }
+        MediaBackend::S3 => {
+            let store = cutx_platform::media::S3MediaStore::connect(args.s3()?).await.context("connecting to S3")?;
+            Ok(Arc::new(store))
         }
     }
 }
@@ -130,6 +138,8 @@ pub async fn gateway(args: GatewayArgs, shutdown: impl Future<Output = ()> + Sen
             let dir = args.media.media_dir.clone().context("CUTX_MEDIA_DIR is required for local media")?;
             Arc::new(LocalMediaStore::new(dir, String::new(), local_signer(&args.media)?)).router()
         }
+        // Presigned URLs point at S3 itself: the gateway serves no media.
+        MediaBackend::S3 => axum::Router::new(),
     };
     let gateway = cutx_gateway::Gateway::build(cutx_gateway::GatewayConfig {
         listen: listen_addr(&args.listen)?,
@@ -272,9 +282,11 @@ pub struct PipelineArgs {
 }
 
 pub async fn pipeline(args: PipelineArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let db = match &args.database_url {
-        Some(url) => Some(DatabaseArgs { database_url: url.clone(), db_max_connections: 4 }.connect().await?),
-        None => None,
+    let db = match (&args.database_url, args.queue.queue) {
+        (Some(url), QueueBackend::Sql) => {
+            Some(DatabaseArgs { database_url: url.clone(), db_max_connections: 4 }.connect().await?)
+        }
+        _ => None,
     };
     let visibility = args.queue.visibility()?;
     let config = pipeline_svc::PipelineConfig {

@@ -13,8 +13,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+mod nats;
 mod sql;
 
+pub use nats::{NatsQueue, NatsQueueConfig};
 pub use sql::SqlQueue;
 
 /// Deliveries of one message, counting the first.

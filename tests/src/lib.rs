@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod grpc_web;
+pub mod nats;
 pub mod server;
 
 pub use client::{ApiError, Client, Transport};

@@ -29,19 +29,33 @@ pub enum Mode {
 /// The servers `scripts/infra.sh` started, from the environment it wrote.
 pub struct Infra {
     pub postgres_url: String,
+    pub s3_endpoint: String,
+    pub s3_access_key: String,
+    pub s3_secret_key: String,
 }
 
 impl Infra {
     /// `None` (after saying so) when the servers are not running, unless `CUTX_REQUIRE_TOOLS=1`,
     /// where their absence fails the test.
     pub fn from_env() -> Option<Self> {
-        match std::env::var("CUTX_TEST_POSTGRES_URL") {
-            Ok(postgres_url) => Some(Self { postgres_url }),
+        let var = |name: &str| std::env::var(name).ok();
+        let found = (|| {
+            Some(Self {
+                postgres_url: var("CUTX_TEST_POSTGRES_URL")?,
+                s3_endpoint: var("CUTX_TEST_S3_ENDPOINT")?,
+                s3_access_key: var("CUTX_TEST_S3_ACCESS_KEY")?,
+                s3_secret_key: var("CUTX_TEST_S3_SECRET_KEY")?,
+            })
+        })();
+        match found.ok_or(()) {
+            Ok(infra) => Some(infra),
             Err(_) if std::env::var("CUTX_REQUIRE_TOOLS").is_ok_and(|v| v == "1") => {
-                panic!("CUTX_TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh")
+                panic!("CUTX_TEST_POSTGRES_URL or CUTX_TEST_S3_* is not set: run the tests through scripts/test.sh")
             }
             Err(_) => {
-                eprintln!("distributed mode skipped: CUTX_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
+                eprintln!(
+                    "distributed mode skipped: CUTX_TEST_POSTGRES_URL or CUTX_TEST_S3_* is not set (scripts/test.sh sets them)"
+                );
                 None
             }
         }
@@ -86,6 +100,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The distributed mesh's PostgreSQL database.
     pub database_url: Option<String>,
+    /// The distributed mesh's own nats-server.
+    pub nats: Option<crate::nats::NatsServer>,
     /// The distributed mesh's services by name (`jobs`, `pipeline-1`, ...), `http://addr`.
     pub services: Vec<(String, String)>,
     running: Running,
@@ -142,6 +158,7 @@ impl Server {
             addr,
             data_dir,
             database_url: None,
+            nats: None,
             services: Vec::new(),
             running: Running::Process(child),
             _dir: dir,
@@ -173,6 +190,7 @@ impl Server {
         let media_secret = uuid::Uuid::new_v4().simple().to_string();
         std::fs::write(data_dir.join("secrets.json"), serde_json::json!({ "media": media_secret }).to_string())?;
         let database_url = infra.fresh_database().await;
+        let nats = crate::nats::NatsServer::start(dir.path().join("nats")).await?;
         let port = |_: &str| free_port();
         let (gateway, auth, jobs, billing, p1, p2) =
             (port("g"), port("a"), port("j"), port("b"), port("p1"), port("p2"));
@@ -183,10 +201,16 @@ impl Server {
             ("CUTX_MESH_SECRET", uuid::Uuid::new_v4().simple().to_string()),
             ("CUTX_SESSION_SECRET", uuid::Uuid::new_v4().simple().to_string()),
             ("CUTX_MEDIA_SECRET", media_secret),
-            ("CUTX_MEDIA", "local".into()),
-            ("CUTX_MEDIA_DIR", data_dir.join("media").display().to_string()),
+            ("CUTX_MEDIA", "s3".into()),
+            ("CUTX_S3_ENDPOINT", infra.s3_endpoint.clone()),
+            ("CUTX_S3_ACCESS_KEY", infra.s3_access_key.clone()),
+            ("CUTX_S3_SECRET_KEY", infra.s3_secret_key.clone()),
+            // One bucket for every test: a bucket costs SeaweedFS volumes, and job ids keep
+            // the keys of different tests apart.
+            ("CUTX_S3_BUCKET", std::env::var("CUTX_TEST_S3_BUCKET").unwrap_or_else(|_| "cutx-media-test".into())),
             ("CUTX_PUBLIC_URL", url(gateway)),
-            ("CUTX_QUEUE", "sql".into()),
+            ("CUTX_QUEUE", "nats".into()),
+            ("CUTX_NATS_URL", nats.url.clone()),
             ("CUTX_DEV_MAILBOX", "true".into()),
             ("CUTX_AUTH_ADDR", url(auth)),
             ("CUTX_JOBS_ADDR", url(jobs)),
@@ -231,6 +255,7 @@ impl Server {
             addr,
             data_dir,
             database_url: Some(database_url),
+            nats: Some(nats),
             services,
             running: Running::Processes(children),
             _dir: dir,
@@ -279,6 +304,7 @@ impl Server {
             addr,
             data_dir,
             database_url: None,
+            nats: None,
             services: Vec::new(),
             running: Running::InProcess(Some(mesh)),
             _dir: dir,

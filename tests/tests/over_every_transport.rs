@@ -110,6 +110,11 @@ async fn a_static_ad_completes_with_a_png_of_the_asked_aspect_ratio(mode: Mode, 
         assert_eq!(job.outputs.len(), 1);
         let output = &job.outputs[0];
         assert_eq!(output.content_type, "image/png");
+        if mode == Mode::Distributed {
+            let s3 = std::env::var("CUTX_TEST_S3_ENDPOINT").unwrap();
+            assert!(output.url.starts_with(&format!("{s3}/cutx-media-test/jobs/")), "not an S3 URL: {}", output.url);
+            assert!(output.url.contains("X-Amz-Signature="), "not presigned: {}", output.url);
+        }
         let response = reqwest::get(&output.url).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "image/png");

@@ -229,6 +229,18 @@ pub struct JobsArgs {
     #[arg(long, env = "CUTX_MEDIA_URL_TTL_SECS", default_value_t = 3600)]
     pub media_url_ttl_secs: u64,
     #[command(flatten)]
+    pub prices: PriceArgs,
+    /// How often the relay (re-publishing queued jobs) and the sweeper (settling jobs a crash
+    /// left half-made) run.
+    #[arg(long, env = "CUTX_HOUSEKEEPING_EVERY_SECS", default_value_t = 15)]
+    pub housekeeping_every_secs: u64,
+    /// A queued job untouched this long is published again.
+    #[arg(long, env = "CUTX_RELAY_AGE_SECS", default_value_t = 30)]
+    pub relay_age_secs: u64,
+    /// A pending job (or an inline one still processing) untouched this long is failed and refunded.
+    #[arg(long, env = "CUTX_SWEEP_AGE_SECS", default_value_t = 300)]
+    pub sweep_age_secs: u64,
+    #[command(flatten)]
     pub db: DatabaseArgs,
     #[command(flatten)]
     pub mesh: MeshArgs,
@@ -246,13 +258,56 @@ pub async fn jobs(args: JobsArgs, shutdown: impl Future<Output = ()> + Send) -> 
         pipeline: balanced(&args.pipeline_addr, "CUTX_PIPELINE_ADDR")?,
         queue: queue(&args.queue, Some(&db)).await?,
         media: media(&args.media).await?,
-        prices: jobs_svc::Prices::default(),
+        prices: args.prices.prices()?,
         url_ttl: Duration::from_secs(args.media_url_ttl_secs.max(1)),
-        housekeeping: jobs_svc::Housekeeping::default(),
+        housekeeping: jobs_svc::Housekeeping {
+            every: Duration::from_secs(args.housekeeping_every_secs.max(1)),
+            relay_age: Duration::from_secs(args.relay_age_secs),
+            sweep_age: Duration::from_secs(args.sweep_age_secs),
+        },
         db,
     };
     let listener = bind("jobs", &args.listen).await?;
     jobs_svc::serve(listener, config, shutdown).await
+}
+
+/// Credits per job kind (the reference product's prices by default).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct PriceArgs {
+    #[arg(long, env = "CUTX_PRICE_COPY", default_value_t = 1)]
+    pub price_copy: i64,
+    #[arg(long, env = "CUTX_PRICE_SCRAPE", default_value_t = 0)]
+    pub price_scrape: i64,
+    #[arg(long, env = "CUTX_PRICE_STATIC_AD", default_value_t = 3)]
+    pub price_static_ad: i64,
+    #[arg(long, env = "CUTX_PRICE_TTS", default_value_t = 2)]
+    pub price_tts: i64,
+    #[arg(long, env = "CUTX_PRICE_I2V", default_value_t = 10)]
+    pub price_i2v: i64,
+    #[arg(long, env = "CUTX_PRICE_REFRAME", default_value_t = 20)]
+    pub price_reframe: i64,
+    #[arg(long, env = "CUTX_PRICE_UGC_VIDEO", default_value_t = 40)]
+    pub price_ugc_video: i64,
+}
+
+impl PriceArgs {
+    fn prices(&self) -> anyhow::Result<jobs_svc::Prices> {
+        let Self { price_copy, price_scrape, price_static_ad, price_tts, price_i2v, price_reframe, price_ugc_video } =
+            *self;
+        let prices = jobs_svc::Prices {
+            copy: price_copy,
+            scrape: price_scrape,
+            static_ad: price_static_ad,
+            tts: price_tts,
+            i2v: price_i2v,
+            reframe: price_reframe,
+            ugc_video: price_ugc_video,
+        };
+        if let Some(kind) = jobs_svc::Kind::ALL.into_iter().find(|k| prices.of(*k) < 0) {
+            bail!("CUTX_PRICE_{} must not be negative", kind.as_str().to_uppercase());
+        }
+        Ok(prices)
+    }
 }
 
 #[derive(Args, Debug)]

@@ -50,6 +50,26 @@ impl NatsServer {
         }
     }
 
+    /// Whether the `CUTX_JOBS` stream's `pipeline` consumer has nothing waiting or in flight
+    /// (from the monitoring endpoint).
+    pub async fn consumer_idle(&self) -> bool {
+        let url = format!("http://127.0.0.1:{}/jsz?consumers=true", self.monitor);
+        let Ok(response) = reqwest::get(&url).await else { return false };
+        let Ok(jsz) = response.json::<serde_json::Value>().await else { return false };
+        let consumers = jsz["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .filter(|s| s["name"] == "CUTX_JOBS")
+            .flat_map(|s| s["consumer_detail"].as_array().cloned().unwrap_or_default())
+            .collect::<Vec<_>>();
+        !consumers.is_empty()
+            && consumers
+                .iter()
+                .all(|c| c["num_pending"].as_u64() == Some(0) && c["num_ack_pending"].as_u64() == Some(0))
+    }
+
     /// Stops the server (SIGKILL: as abrupt as a crash).
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -72,6 +72,57 @@ impl Infra {
     }
 }
 
+/// Pipeline workers in this process (two servers, two consumers each) with a test's provider,
+/// configured from the same variables the processes get.
+async fn start_pipelines(
+    infra: &Infra,
+    env: &[(&str, String)],
+    nats_url: &str,
+    jobs_url: &str,
+    ports: [u16; 2],
+    provider: Arc<dyn pipeline_svc::Provider>,
+) -> anyhow::Result<(tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<anyhow::Result<()>>>)> {
+    let var = |k: &str| env.iter().rev().find(|(name, _)| *name == k).map(|(_, v)| v.clone());
+    let mesh = cutx_platform::mesh::MeshKey::new(&cutx_platform::secret::Secret::new(var("CUTX_MESH_SECRET").unwrap()));
+    let visibility = Duration::from_secs(var("CUTX_QUEUE_VISIBILITY_SECS").and_then(|v| v.parse().ok()).unwrap_or(60));
+    let queue_config =
+        cutx_platform::queue::NatsQueueConfig { url: nats_url.to_string(), ack_wait: visibility, ..Default::default() };
+    let media = cutx_platform::media::S3MediaStore::connect(cutx_platform::media::S3Config {
+        endpoint: Some(infra.s3_endpoint.clone()),
+        public_endpoint: None,
+        region: "us-east-1".into(),
+        bucket: var("CUTX_S3_BUCKET").unwrap(),
+        access_key: infra.s3_access_key.clone(),
+        secret_key: cutx_platform::secret::Secret::new(infra.s3_secret_key.clone()),
+        path_style: true,
+        part_size: cutx_platform::media::S3Config::DEFAULT_PART_SIZE,
+    })
+    .await?;
+    let media: Arc<dyn cutx_platform::media::MediaStore> = Arc::new(media);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for port in ports {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let config = pipeline_svc::PipelineConfig {
+            mesh: mesh.clone(),
+            jobs: cutx_platform::grpc::channel(jobs_url)?,
+            queue: Arc::new(cutx_platform::queue::NatsQueue::connect(queue_config.clone()).await?),
+            media: media.clone(),
+            provider: provider.clone(),
+            workers: 2,
+            retry_base: Duration::from_millis(20),
+            heartbeat: visibility / 3,
+            worker_id: format!("pipeline in the test on port {port}"),
+        };
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        tasks.push(tokio::spawn(pipeline_svc::serve(listener, config, shutdown)));
+    }
+    Ok((stop, tasks))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -100,6 +151,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The distributed mesh's PostgreSQL database.
     pub database_url: Option<String>,
+    /// Pipeline workers a distributed mesh runs in this process, and how to stop them.
+    in_process_pipelines: Option<(tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<anyhow::Result<()>>>)>,
     /// The distributed mesh's own nats-server.
     pub nats: Option<crate::nats::NatsServer>,
     /// The distributed mesh's services by name (`jobs`, `pipeline-1`, ...), `http://addr`.
@@ -158,6 +211,7 @@ impl Server {
             addr,
             data_dir,
             database_url: None,
+            in_process_pipelines: None,
             nats: None,
             services: Vec::new(),
             running: Running::Process(child),
@@ -180,10 +234,24 @@ impl Server {
 
     /// The distributed mesh with some `CUTX_*` variables set for every process.
     pub async fn spawn_distributed_with(infra: &Infra, extra_env: &[(&str, &str)]) -> Self {
-        Self::try_spawn_distributed(infra, extra_env).await.expect("starting the distributed mesh")
+        Self::try_spawn_distributed(infra, extra_env, None).await.expect("starting the distributed mesh")
     }
 
-    async fn try_spawn_distributed(infra: &Infra, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+    /// The distributed mesh with its pipeline worker in this process, running `provider` (every
+    /// other service is still its own OS process).
+    pub async fn spawn_distributed_with_provider(
+        infra: &Infra,
+        extra_env: &[(&str, &str)],
+        provider: Arc<dyn pipeline_svc::Provider>,
+    ) -> Self {
+        Self::try_spawn_distributed(infra, extra_env, Some(provider)).await.expect("starting the distributed mesh")
+    }
+
+    async fn try_spawn_distributed(
+        infra: &Infra,
+        extra_env: &[(&str, &str)],
+        provider: Option<Arc<dyn pipeline_svc::Provider>>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir)?;
@@ -232,14 +300,20 @@ impl Server {
         let migrated = command(&["migrate"]).stdout(Stdio::null()).status().await?;
         anyhow::ensure!(migrated.success(), "cutx migrate failed");
         let mut children = Vec::new();
-        for (name, listen) in [
+        let mut processes = vec![
             ("billing", billing),
             ("auth", auth),
             ("jobs", jobs),
             ("pipeline-1", p1),
             ("pipeline-2", p2),
             ("gateway", gateway),
-        ] {
+        ];
+        let mut in_process = None;
+        if let Some(provider) = provider {
+            processes.retain(|(name, _)| !name.starts_with("pipeline"));
+            in_process = Some(start_pipelines(infra, &env, &nats.url, &url(jobs), [p1, p2], provider).await?);
+        }
+        for (name, listen) in processes {
             let service = name.split('-').next().unwrap();
             let mut child = command(&[service, "--listen", &format!("127.0.0.1:{listen}")]).spawn()?;
             wait_listening(name, &mut child).await?;
@@ -256,6 +330,7 @@ impl Server {
             data_dir,
             database_url: Some(database_url),
             nats: Some(nats),
+            in_process_pipelines: in_process,
             services,
             running: Running::Processes(children),
             _dir: dir,
@@ -304,6 +379,7 @@ impl Server {
             addr,
             data_dir,
             database_url: None,
+            in_process_pipelines: None,
             nats: None,
             services: Vec::new(),
             running: Running::InProcess(Some(mesh)),
@@ -337,6 +413,12 @@ impl Server {
                 }
             }
             Running::Processes(children) => {
+                if let Some((stop, tasks)) = self.in_process_pipelines.take() {
+                    let _ = stop.send(true);
+                    for task in tasks {
+                        let _ = task.await;
+                    }
+                }
                 for (_, child) in children {
                     let _ = child.kill().await;
                 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body as AxumBody;
+use futures::TryStreamExt;
 use http::{Request, Response, Version, header};
 use http_body_util::{BodyStream, StreamBody};
 use tonic::Status;
@@ -75,8 +76,13 @@ impl Service<Request<AxumBody>> for Forwarder {
         self.identity.stamp(&mut parts.headers);
         parts.version = Version::HTTP_2;
         // A stream has no size hint: tonic-web passes on the base64 length of a grpc-web-text
-        // body, and hyper would trust it for the decoded (shorter) one.
-        let body = Body::new(StreamBody::new(BodyStream::new(body)));
+        // body, and hyper would trust it for the decoded (shorter) one. Empty data frames are
+        // dropped: the end of a client's stream often arrives as one, and passed on it becomes
+        // an empty non-final DATA frame, which h2 servers count as abuse (after about a hundred
+        // calls on one connection they answer GOAWAY ENHANCE_YOUR_CALM).
+        let frames = BodyStream::new(body)
+            .try_filter(|frame| std::future::ready(frame.data_ref().is_none_or(|data| !data.is_empty())));
+        let body = Body::new(StreamBody::new(frames));
         let request = Request::from_parts(parts, body);
         Box::pin(async move {
             match channel.oneshot(request).await {

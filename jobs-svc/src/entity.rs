@@ -41,6 +41,8 @@ pub mod job {
         pub provider_ref: Option<String>,
         pub created_at: i64,
         pub updated_at: i64,
+        pub lease_owner: Option<String>,
+        pub lease_until: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,7 +11,7 @@ use crate::Jobs;
 use crate::kind::Kind;
 use crate::service::parse_job_id;
 use crate::state::Status as JobStatus;
-use crate::store::{Changes, StoreError, status_of};
+use crate::store::{Changes, Lease, StoreError, status_of};
 
 fn job_id(raw: &str) -> Result<cutx_platform::ids::JobId, Status> {
     parse_job_id(raw).map_err(|_| cutx_platform::error::invalid_field("job_id", "must be a job id"))
@@ -20,30 +20,66 @@ fn job_id(raw: &str) -> Result<cutx_platform::ids::JobId, Status> {
 #[tonic::async_trait]
 impl JobInternalService for Jobs {
     async fn start_job(&self, request: Request<pb::StartJobRequest>) -> Result<Response<pb::StartJobResponse>, Status> {
-        let pb::StartJobRequest { job_id: raw, worker } = request.into_inner();
+        let pb::StartJobRequest { job_id: raw, worker, lease_token, lease_seconds } = request.into_inner();
         let id = job_id(&raw)?;
+        if lease_token.is_empty() {
+            return Err(cutx_platform::error::invalid_field("lease_token", "is required"));
+        }
+        let now = cutx_platform::clock::now_millis();
+        let lease = Lease { token: lease_token, until: now + i64::from(lease_seconds.clamp(1, 3600)) * 1000 };
+        let who = if worker.is_empty() { "a worker".to_string() } else { worker };
         let row = self.store.find_for_worker(id).await?;
-        let reason = format!("taken by {}", if worker.is_empty() { "a worker" } else { worker.as_str() });
-        let proceed = match status_of(&row)? {
-            JobStatus::Pending | JobStatus::Queued => {
-                match self.store.transition(id, JobStatus::Processing, &reason, Changes::default()).await {
-                    Ok(_) => true,
-                    // Canceled (or failed) between the read and the move: drop the message.
-                    Err(StoreError::Refused { .. }) => false,
-                    Err(e) => return Err(e.into()),
-                }
+        let mut status = status_of(&row)?;
+        let mut proceed = false;
+        if matches!(status, JobStatus::Pending | JobStatus::Queued) {
+            let changes = Changes { lease: Some(lease.clone()), ..Changes::default() };
+            match self.store.transition(id, JobStatus::Processing, &format!("taken by {who}"), changes).await {
+                Ok(moved) if moved.changed => proceed = true,
+                // Another delivery moved it first, or it was canceled meanwhile: decide again.
+                Ok(_) | Err(StoreError::Refused { .. }) => status = status_of(&self.store.find_for_worker(id).await?)?,
+                Err(e) => return Err(e.into()),
             }
-            // Its worker died (or its claim expired): this delivery takes it over.
-            JobStatus::Processing => {
-                self.store.record_note(id, JobStatus::Processing, &format!("re{reason}")).await?;
-                true
+        }
+        let mut busy = false;
+        if !proceed && status == JobStatus::Processing {
+            // Its worker died (the lease ran out), or a duplicate message met a live worker.
+            if self.store.take_over(id, &lease, now).await? {
+                self.store.record_note(id, JobStatus::Processing, &format!("retaken by {who}")).await?;
+                proceed = true;
+            } else {
+                busy = true;
             }
-            JobStatus::Completed | JobStatus::Failed | JobStatus::Canceled | JobStatus::Expired => false,
-        };
+        }
         let input = pb::JobInput::decode(row.input.as_slice())
             .map_err(|e| cutx_platform::error::internal("stored input", e))?;
         let kind = Kind::parse(&row.kind).map(|k| k.to_pb()).unwrap_or_default();
-        Ok(Response::new(pb::StartJobResponse { proceed, user_id: row.user_id, kind: kind as i32, input: Some(input) }))
+        Ok(Response::new(pb::StartJobResponse {
+            proceed,
+            busy,
+            user_id: row.user_id,
+            kind: kind as i32,
+            input: Some(input),
+        }))
+    }
+
+    async fn renew_job_lease(
+        &self,
+        request: Request<pb::RenewJobLeaseRequest>,
+    ) -> Result<Response<pb::RenewJobLeaseResponse>, Status> {
+        let pb::RenewJobLeaseRequest { job_id: raw, lease_token, lease_seconds } = request.into_inner();
+        let id = job_id(&raw)?;
+        let until = cutx_platform::clock::now_millis() + i64::from(lease_seconds.clamp(1, 3600)) * 1000;
+        let held = self.store.renew(id, &Lease { token: lease_token, until }).await?;
+        Ok(Response::new(pb::RenewJobLeaseResponse { held }))
+    }
+
+    async fn release_job_lease(
+        &self,
+        request: Request<pb::ReleaseJobLeaseRequest>,
+    ) -> Result<Response<pb::ReleaseJobLeaseResponse>, Status> {
+        let pb::ReleaseJobLeaseRequest { job_id: raw, lease_token } = request.into_inner();
+        self.store.release(job_id(&raw)?, &lease_token).await?;
+        Ok(Response::new(pb::ReleaseJobLeaseResponse {}))
     }
 
     async fn complete_job(

@@ -108,8 +108,10 @@ impl Jobs {
 
     /// Settles jobs a crash left half-made: `pending` for `age` (the process died between
     /// storing and queueing or running it) and synchronous kinds `processing` for `age` (it died
-    /// while running one inline). They are failed and refunded; a refund without a debit gives
-    /// nothing, so credits are never taken without a job, nor given twice.
+    /// while running one inline) are failed; queued kinds whose worker lease ran out `age` ago
+    /// with no delivery taking them over (their message is gone) are expired. Each is refunded;
+    /// a refund without a debit gives nothing, so credits are never taken without a job, nor
+    /// given twice.
     pub async fn sweep_once(&self, age: Duration) -> Result<usize, StoreError> {
         let before = cutx_platform::clock::now_millis() - age.as_millis() as i64;
         let mut swept = 0;
@@ -119,6 +121,12 @@ impl Jobs {
         for row in pending.into_iter().chain(inline) {
             let Ok(id) = row.id.parse() else { continue };
             self.fail(id, "interrupted before it could finish; credits refunded").await;
+            swept += 1;
+        }
+        for row in self.store.orphaned(before, 100).await? {
+            let Ok(id) = row.id.parse() else { continue };
+            let why = "no worker finished it; credits refunded";
+            self.settle_unfinished(id, state::Status::Expired, why).await;
             swept += 1;
         }
         Ok(swept)

@@ -135,7 +135,7 @@ impl Jobs {
             let request = pb::RunSyncJobRequest { job_id: id.to_string(), input: Some(new.input.clone()) };
             match self.pipeline.clone().run_sync_job(request).await {
                 Ok(result) => {
-                    let changes = Changes { result: Some(result.into_inner()), error: None };
+                    let changes = Changes { result: Some(result.into_inner()), ..Changes::default() };
                     self.store.transition(id, JobStatus::Completed, "completed inline", changes).await?;
                     Ok(())
                 }
@@ -165,8 +165,14 @@ impl Jobs {
 
     /// Fails a job (if it may still fail) and refunds it once; logs what it cannot do.
     pub(crate) async fn fail(&self, id: JobId, error: &str) -> JobStatus {
-        let changes = Changes { result: None, error: Some(error.to_string()) };
-        let status = match self.store.transition(id, JobStatus::Failed, error, changes).await {
+        self.settle_unfinished(id, JobStatus::Failed, error).await
+    }
+
+    /// Ends a job that did not complete (`failed`, or `expired` when no worker finished it) and
+    /// refunds it once; logs what it cannot do.
+    pub(crate) async fn settle_unfinished(&self, id: JobId, to: JobStatus, error: &str) -> JobStatus {
+        let changes = Changes { error: Some(error.to_string()), ..Changes::default() };
+        let status = match self.store.transition(id, to, error, changes).await {
             Ok(moved) => moved.to,
             Err(e) => {
                 tracing::warn!(job = %id, error = %e, "could not fail job");
@@ -176,7 +182,7 @@ impl Jobs {
                 }
             }
         };
-        if matches!(status, JobStatus::Failed | JobStatus::Canceled) {
+        if matches!(status, JobStatus::Failed | JobStatus::Canceled | JobStatus::Expired) {
             self.refund(id).await;
         }
         status

@@ -12,7 +12,7 @@ use cutx_platform::ids::{JobId, ProjectId};
 use cutx_platform::mesh::Caller;
 use cutx_proto::pb;
 use prost::Message;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
@@ -48,6 +48,14 @@ pub struct Moved {
 pub struct Changes {
     pub result: Option<pb::RunSyncJobResponse>,
     pub error: Option<String>,
+    pub lease: Option<Lease>,
+}
+
+/// Which delivery holds a processing job, and until when (millis).
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub token: String,
+    pub until: i64,
 }
 
 pub struct JobFilter {
@@ -94,6 +102,8 @@ impl Store {
             provider_ref: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            lease_owner: Set(None),
+            lease_until: Set(None),
         };
         let txn = self.db.begin().await?;
         let inserted = job::Entity::insert(row).exec_without_returning(&txn).await;
@@ -221,6 +231,11 @@ impl Store {
             if let Some(error) = &changes.error {
                 update = update.col_expr(job::Column::Error, Expr::value(error.clone()));
             }
+            if let Some(lease) = &changes.lease {
+                update = update
+                    .col_expr(job::Column::LeaseOwner, Expr::value(lease.token.clone()))
+                    .col_expr(job::Column::LeaseUntil, Expr::value(lease.until));
+            }
             let txn = self.db.begin().await?;
             if update.exec(&txn).await?.rows_affected == 1 {
                 record(&txn, id, Some(from), to, reason).await?;
@@ -230,6 +245,59 @@ impl Store {
             txn.rollback().await?;
         }
         Err(StoreError::Db(DbErr::Custom(format!("job {id} kept changing status"))))
+    }
+
+    /// Leases a processing job to a new delivery if its lease has run out (its worker died) or
+    /// is already this delivery's; false while another delivery holds it.
+    pub async fn take_over(&self, id: JobId, lease: &Lease, now: i64) -> Result<bool, StoreError> {
+        let free = job::Column::LeaseUntil
+            .is_null()
+            .or(job::Column::LeaseUntil.lt(now))
+            .or(job::Column::LeaseOwner.eq(lease.token.clone()));
+        let taken = job::Entity::update_many()
+            .col_expr(job::Column::LeaseOwner, Expr::value(lease.token.clone()))
+            .col_expr(job::Column::LeaseUntil, Expr::value(lease.until))
+            .filter(job::Column::Id.eq(id.to_string()))
+            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(free)
+            .exec(&self.db)
+            .await?;
+        Ok(taken.rows_affected == 1)
+    }
+
+    /// Extends a lease its delivery still holds; false if it was lost.
+    pub async fn renew(&self, id: JobId, lease: &Lease) -> Result<bool, StoreError> {
+        let renewed = job::Entity::update_many()
+            .col_expr(job::Column::LeaseUntil, Expr::value(lease.until))
+            .filter(job::Column::Id.eq(id.to_string()))
+            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(job::Column::LeaseOwner.eq(lease.token.clone()))
+            .exec(&self.db)
+            .await?;
+        Ok(renewed.rows_affected == 1)
+    }
+
+    /// Ends a lease its delivery holds, so another delivery may take the job at once.
+    pub async fn release(&self, id: JobId, token: &str) -> Result<(), StoreError> {
+        job::Entity::update_many()
+            .col_expr(job::Column::LeaseUntil, Expr::value(0i64))
+            .filter(job::Column::Id.eq(id.to_string()))
+            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(job::Column::LeaseOwner.eq(token))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Processing jobs whose lease ran out before `before` (millis): no worker holds them.
+    pub async fn orphaned(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
+        Ok(job::Entity::find()
+            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(job::Column::LeaseUntil.lt(before))
+            .order_by_asc(job::Column::LeaseUntil)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
     }
 
     /// Records in a job's history that something happened without a move (a worker taking over a

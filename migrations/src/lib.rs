@@ -10,6 +10,7 @@ mod m20261128_000001_auth;
 mod m20261128_000002_billing;
 mod m20261128_000003_jobs;
 mod m20261128_000004_queue;
+mod m20261128_000005_job_leases;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_billing::Migration),
             Box::new(m20261128_000003_jobs::Migration),
             Box::new(m20261128_000004_queue::Migration),
+            Box::new(m20261128_000005_job_leases::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
-//! The queue consumer. For each delivery: ask jobs-svc to start the job (the database, not the
-//! message, decides whether there is work: a finished job's message is just acknowledged), run
-//! the provider while extending the claim, store the files, complete the job, acknowledge.
+//! The queue consumer. For each delivery: ask jobs-svc to lease the job to this delivery (the
+//! database, not the message, decides whether there is work: a finished job's message, or a
+//! duplicate of one another worker is running, is just acknowledged), run the provider while
+//! extending both the queue's claim and the lease, store the files, complete the job, ack.
 //!
 //! A transient failure is retried with backoff until the last delivery; then the job is failed
 //! (jobs-svc refunds it once) and the message dead-lettered with its error. A permanent failure
@@ -72,13 +73,17 @@ impl Worker {
 
     async fn handle(&self, delivery: Delivery) {
         let job_id = String::from_utf8_lossy(&delivery.payload).into_owned();
-        let outcome = if delivery.exhausted {
-            Err(Failure::transient(format!(
+        let lease = uuid::Uuid::new_v4().to_string();
+        let outcome = match self.start(&job_id, &lease).await {
+            // Finished already, or another live delivery holds it (a duplicate message): the
+            // job needs nothing from this message.
+            Ok(None) => Ok(()),
+            Ok(Some(_)) if delivery.exhausted => Err(Failure::transient(format!(
                 "the worker handling delivery {} stopped without finishing",
                 delivery.attempt
-            )))
-        } else {
-            self.process(&job_id, &delivery).await
+            ))),
+            Ok(Some(input)) => self.process(&job_id, &lease, input, &delivery).await,
+            Err(failure) => Err(failure),
         };
         let settled = match outcome {
             Ok(()) => delivery.ack().await,
@@ -92,6 +97,12 @@ impl Worker {
                 if failure.permanent { delivery.ack().await } else { delivery.dead_letter(&failure.error).await }
             }
             Err(failure) => {
+                // Hand the job back with the message, so the next delivery can lease it.
+                let release = pb::ReleaseJobLeaseRequest { job_id: job_id.clone(), lease_token: lease.clone() };
+                if let Err(e) = self.jobs.clone().release_job_lease(release).await {
+                    // The lease then runs out on its own, before the message comes back.
+                    tracing::warn!(job = %job_id, error = %e, "releasing a lease");
+                }
                 let delay = self.retry_base * 2u32.saturating_pow(delivery.attempt.saturating_sub(1));
                 tracing::info!(job = %job_id, attempt = delivery.attempt, error = %failure.error, "retrying job");
                 delivery.retry(&failure.error, delay).await
@@ -102,18 +113,22 @@ impl Worker {
         }
     }
 
-    async fn fail(&self, job_id: &str, error: &str) -> Result<(), tonic::Status> {
-        let request = pb::FailJobRequest { job_id: job_id.to_string(), error: error.to_string() };
-        self.jobs.clone().fail_job(request).await.map(|_| ())
+    /// Half the queue's visibility timeout: renewed every heartbeat (a third of it), a lease
+    /// outlives no live worker, and runs out well before the queue delivers a dead worker's
+    /// message again, so that delivery finds the job free.
+    fn lease_seconds(&self) -> u32 {
+        (self.heartbeat * 3 / 2).as_secs().max(1) as u32
     }
 
-    async fn process(&self, job_id: &str, delivery: &Delivery) -> Result<(), Failure> {
-        let started = self
-            .jobs
-            .clone()
-            .start_job(pb::StartJobRequest { job_id: job_id.to_string(), worker: self.worker_id.clone() })
-            .await;
-        let started = match started {
+    /// Leases the job to this delivery; its input when this delivery should run it.
+    async fn start(&self, job_id: &str, lease: &str) -> Result<Option<pb::JobInput>, Failure> {
+        let request = pb::StartJobRequest {
+            job_id: job_id.to_string(),
+            worker: self.worker_id.clone(),
+            lease_token: lease.to_string(),
+            lease_seconds: self.lease_seconds(),
+        };
+        let started = match self.jobs.clone().start_job(request).await {
             Ok(r) => r.into_inner(),
             Err(s) if s.code() == tonic::Code::NotFound => {
                 return Err(Failure { error: format!("job {job_id} does not exist"), permanent: true });
@@ -121,9 +136,40 @@ impl Worker {
             Err(s) => return Err(Failure::transient(format!("starting the job: {}", s.message()))),
         };
         if !started.proceed {
-            return Ok(());
+            return Ok(None);
         }
-        let input = started.input.ok_or_else(|| Failure { error: "the job has no input".into(), permanent: true })?;
+        started.input.map(Some).ok_or_else(|| Failure { error: "the job has no input".into(), permanent: true })
+    }
+
+    /// Keeps the queue's claim and the job's lease alive while a job runs.
+    async fn heartbeat(&self, job_id: &str, lease: &str, delivery: &Delivery) {
+        if let Err(e) = delivery.in_progress().await {
+            tracing::warn!(job = %job_id, error = %e, "extending a claim");
+        }
+        let request = pb::RenewJobLeaseRequest {
+            job_id: job_id.to_string(),
+            lease_token: lease.to_string(),
+            lease_seconds: self.lease_seconds(),
+        };
+        match self.jobs.clone().renew_job_lease(request).await {
+            Ok(r) if !r.get_ref().held => tracing::warn!(job = %job_id, "lost the job's lease to another delivery"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(job = %job_id, error = %e, "renewing a lease"),
+        }
+    }
+
+    async fn fail(&self, job_id: &str, error: &str) -> Result<(), tonic::Status> {
+        let request = pb::FailJobRequest { job_id: job_id.to_string(), error: error.to_string() };
+        self.jobs.clone().fail_job(request).await.map(|_| ())
+    }
+
+    async fn process(
+        &self,
+        job_id: &str,
+        lease: &str,
+        input: pb::JobInput,
+        delivery: &Delivery,
+    ) -> Result<(), Failure> {
         let job = ProviderJob { job_id: job_id.to_string(), input };
         let produced = {
             let run = self.provider.run(&job);
@@ -133,11 +179,7 @@ impl Worker {
             loop {
                 tokio::select! {
                     r = &mut run => break r?,
-                    _ = beat.tick() => {
-                        if let Err(e) = delivery.in_progress().await {
-                            tracing::warn!(job = %job_id, error = %e, "extending a claim");
-                        }
-                    }
+                    _ = beat.tick() => self.heartbeat(job_id, lease, delivery).await,
                 }
             }
         };

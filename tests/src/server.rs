@@ -252,6 +252,26 @@ impl Server {
         extra_env: &[(&str, &str)],
         provider: Option<Arc<dyn pipeline_svc::Provider>>,
     ) -> anyhow::Result<Self> {
+        // Ports are picked before the processes start (jobs-svc and the pipelines need each
+        // other's addresses), so another test can take one in between: try again on new ones.
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::spawn_distributed_once(infra, extra_env, provider.clone()).await {
+                Ok(server) => return Ok(server),
+                Err(e) => {
+                    eprintln!("starting the distributed mesh failed, trying again: {e:#}");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("three attempts"))
+    }
+
+    async fn spawn_distributed_once(
+        infra: &Infra,
+        extra_env: &[(&str, &str)],
+        provider: Option<Arc<dyn pipeline_svc::Provider>>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir)?;
@@ -335,6 +355,12 @@ impl Server {
             running: Running::Processes(children),
             _dir: dir,
         })
+    }
+
+    /// The processes of a distributed mesh that have exited, with how.
+    pub fn exited(&mut self) -> Vec<(String, std::process::ExitStatus)> {
+        let Running::Processes(children) = &mut self.running else { return Vec::new() };
+        children.iter_mut().filter_map(|(n, c)| Some((n.clone(), c.try_wait().ok()??))).collect()
     }
 
     /// The OS process id of one process of a distributed mesh.

@@ -177,11 +177,13 @@ pub struct AuthArgs {
 
 pub async fn auth(args: AuthArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let public_url = service_url(&args.public_url, "CUTX_PUBLIC_URL")?;
+    let (mesh, sessions) = (args.mesh.key()?, args.session.key()?);
+    let billing = channel(&args.billing_addr, "CUTX_BILLING_ADDR")?;
     let config = auth_svc::AuthConfig {
         db: args.db.connect().await?,
-        mesh: args.mesh.key()?,
-        sessions: args.session.key()?,
-        billing: channel(&args.billing_addr, "CUTX_BILLING_ADDR")?,
+        mesh,
+        sessions,
+        billing,
         // Without SMTP (its own issue), links go to the log; the dev mailbox keeps them too.
         mailer: Arc::new(auth_svc::DevMailbox::default()),
         dev_mailbox: None,
@@ -210,8 +212,8 @@ pub struct BillingArgs {
 }
 
 pub async fn billing(args: BillingArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let db = args.db.connect().await?;
     let mesh = args.mesh.key()?;
+    let db = args.db.connect().await?;
     let listener = bind("billing", &args.listen).await?;
     billing_svc::serve(listener, db, mesh, shutdown).await
 }
@@ -251,14 +253,19 @@ pub struct JobsArgs {
 }
 
 pub async fn jobs(args: JobsArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    // Everything that needs no server is checked before anything is connected to.
+    let mesh = args.mesh.key()?;
+    let billing = channel(&args.billing_addr, "CUTX_BILLING_ADDR")?;
+    let pipeline = balanced(&args.pipeline_addr, "CUTX_PIPELINE_ADDR")?;
+    let prices = args.prices.prices()?;
     let db = args.db.connect().await?;
     let config = jobs_svc::JobsConfig {
-        mesh: args.mesh.key()?,
-        billing: channel(&args.billing_addr, "CUTX_BILLING_ADDR")?,
-        pipeline: balanced(&args.pipeline_addr, "CUTX_PIPELINE_ADDR")?,
+        mesh,
+        billing,
+        pipeline,
         queue: queue(&args.queue, Some(&db)).await?,
         media: media(&args.media).await?,
-        prices: args.prices.prices()?,
+        prices,
         url_ttl: Duration::from_secs(args.media_url_ttl_secs.max(1)),
         housekeeping: jobs_svc::Housekeeping {
             every: Duration::from_secs(args.housekeeping_every_secs.max(1)),
@@ -337,16 +344,17 @@ pub struct PipelineArgs {
 }
 
 pub async fn pipeline(args: PipelineArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let visibility = args.queue.visibility()?;
+    let (mesh, jobs) = (args.mesh.key()?, channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?);
     let db = match (&args.database_url, args.queue.queue) {
         (Some(url), QueueBackend::Sql) => {
             Some(DatabaseArgs { database_url: url.clone(), db_max_connections: 4 }.connect().await?)
         }
         _ => None,
     };
-    let visibility = args.queue.visibility()?;
     let config = pipeline_svc::PipelineConfig {
-        mesh: args.mesh.key()?,
-        jobs: channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?,
+        mesh,
+        jobs,
         queue: queue(&args.queue, db.as_ref()).await?,
         media: media(&args.media).await?,
         provider: Arc::new(pipeline_svc::LocalProvider::with_latency(Duration::from_millis(args.local_latency_ms))),

@@ -123,6 +123,13 @@ async fn start_pipelines(
     Ok((stop, tasks))
 }
 
+async fn signal_and_wait(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("a running process").to_string();
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success(), "kill -TERM {pid} failed");
+    tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exited within 60 s").unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -382,6 +389,19 @@ impl Server {
             None => cutx_platform::db::sqlite_url(&self.data_dir.join("cutx.db")),
         };
         cutx_platform::db::connect(&url, 2).await.expect("connecting to the mesh's database")
+    }
+
+    /// Sends SIGTERM to one process of a distributed mesh and waits (up to 60 s) for it to exit.
+    pub async fn terminate(&mut self, name: &str) -> std::process::ExitStatus {
+        let Running::Processes(children) = &mut self.running else { panic!("not a distributed mesh") };
+        let (_, child) = children.iter_mut().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no process {name}"));
+        signal_and_wait(child).await
+    }
+
+    /// Sends SIGTERM to `cutx dev` and waits (up to 60 s) for it to exit.
+    pub async fn terminate_dev(&mut self) -> std::process::ExitStatus {
+        let Running::Process(child) = &mut self.running else { panic!("not a spawned cutx dev") };
+        signal_and_wait(child).await
     }
 
     /// Kills (SIGKILL) one process of a distributed mesh, by name (`pipeline-1`, ...).

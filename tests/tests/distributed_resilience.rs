@@ -105,3 +105,45 @@ async fn every_internal_method_is_refused_by_the_gateway_and_by_its_service_with
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_pipeline_worker_finish_the_job_in_hand_before_it_exits() {
+    let Some(infra) = Infra::from_env() else { return };
+    let env = [("CUTX_LOCAL_LATENCY_MS", "1500")];
+    let mut server = Server::spawn_distributed_with(&infra, &env).await;
+    let mut client = Client::new(&server, Transport::Rest);
+    client.sign_in("ada@example.com").await;
+    let ad = pb::GenerateStaticAdRequest { prompt: "Linen napkins, set of six".into(), ..Default::default() };
+    let created = client.static_ad(ad).await.unwrap();
+    let db = server.database().await;
+    let id = created.job_id.clone();
+    let taker = cutx_tests::eventually("a worker to take the job", Duration::from_secs(20), || {
+        let (db, id) = (db.clone(), id.clone());
+        async move {
+            let sql = format!("SELECT reason FROM job_transitions WHERE job_id = '{id}' AND to_status = 'processing'");
+            rows(&db, sql).await.into_iter().find_map(|r| {
+                r.try_get_by_index::<String>(0).ok()?.trim_start_matches("taken by pipeline pid ").parse::<u32>().ok()
+            })
+        }
+    })
+    .await;
+    let name = ["pipeline-1", "pipeline-2"].into_iter().find(|n| server.pid(n) == Some(taker)).unwrap();
+    let status = server.terminate(name).await;
+    assert!(status.success(), "{name} exited with {status}");
+    // It finished the job before exiting: completed by the worker that took it, not a successor.
+    let job = client.get_job(&created.job_id).await.unwrap();
+    assert_eq!(job.status(), pb::JobStatus::Completed);
+    let notes =
+        rows(&db, format!("SELECT reason FROM job_transitions WHERE job_id = '{id}' AND reason LIKE 'retaken%'")).await;
+    assert!(notes.is_empty(), "another worker had to take it over");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cutx_dev_cleanly() {
+    let mut server = Server::spawn().await;
+    let mut client = Client::new(&server, Transport::Rest);
+    client.sign_in("ada@example.com").await;
+    let status = server.terminate_dev().await;
+    assert!(status.success(), "cutx dev exited with {status}");
+}

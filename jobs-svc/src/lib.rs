@@ -33,7 +33,7 @@ use store::{Store, StoreError};
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
-        match e {
+        match &e {
             StoreError::JobNotFound(id) => Status::not_found(format!("job {id} not found")),
             StoreError::Refused { from, to } => cutx_platform::error::with_reason(
                 tonic::Code::FailedPrecondition,
@@ -42,6 +42,7 @@ impl From<StoreError> for Status {
             ),
             StoreError::Db(e) => cutx_platform::error::internal("jobs store", e),
             StoreError::Corrupt(id, what) => cutx_platform::error::internal("jobs store", format!("job {id}: {what}")),
+            StoreError::KeyReused(_) => cutx_platform::error::invalid_field("idempotency_key", e.to_string()),
         }
     }
 }

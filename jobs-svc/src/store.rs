@@ -32,6 +32,16 @@ pub enum StoreError {
     Db(#[from] DbErr),
     #[error("stored job {0} is corrupt: {1}")]
     Corrupt(String, String),
+    #[error("idempotency key {0:?} was already used for a different request")]
+    KeyReused(String),
+}
+
+/// The job a key already made, if this request is the one that made it.
+fn same_request(existing: job::Model, new: &NewJob) -> Result<job::Model, StoreError> {
+    if existing.kind == new.kind.as_str() && existing.input == new.input.encode_to_vec() {
+        return Ok(existing);
+    }
+    Err(StoreError::KeyReused(existing.idempotency_key.unwrap_or_default()))
 }
 
 /// What a transition did.
@@ -79,11 +89,12 @@ impl Store {
         Self { db }
     }
 
-    /// Stores a new pending job, or returns the caller's job with the same idempotency key.
-    /// The second value is true when this call created the job.
+    /// Stores a new pending job, or returns the caller's job with the same idempotency key
+    /// (made by the same request: a key reused for a different one is refused). The second
+    /// value is true when this call created the job.
     pub async fn insert_job(&self, caller: Caller, new: &NewJob, cost: i64) -> Result<(job::Model, bool), StoreError> {
         if let Some(existing) = self.find_by_key(caller, new.idempotency_key.as_deref()).await? {
-            return Ok((existing, false));
+            return same_request(existing, new).map(|job| (job, false));
         }
         let now = now_millis();
         let id = JobId::new();
@@ -113,7 +124,7 @@ impl Store {
             Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
                 txn.rollback().await?;
                 let existing = self.find_by_key(caller, new.idempotency_key.as_deref()).await?;
-                return existing.map(|j| (j, false)).ok_or(StoreError::Db(e));
+                return same_request(existing.ok_or(StoreError::Db(e))?, new).map(|job| (job, false));
             }
             Err(e) => return Err(e.into()),
         }
@@ -277,10 +288,12 @@ impl Store {
         Ok(renewed.rows_affected == 1)
     }
 
-    /// Ends a lease its delivery holds, so another delivery may take the job at once.
+    /// Ends a lease its delivery holds, so another delivery may take the job at once. The lease
+    /// ends now, not at the epoch: the sweeper counts an orphan's age from its lease's end, and
+    /// a job waiting out a retry delay is no orphan.
     pub async fn release(&self, id: JobId, token: &str) -> Result<(), StoreError> {
         job::Entity::update_many()
-            .col_expr(job::Column::LeaseUntil, Expr::value(0i64))
+            .col_expr(job::Column::LeaseUntil, Expr::value(now_millis()))
             .filter(job::Column::Id.eq(id.to_string()))
             .filter(job::Column::Status.eq(Status::Processing.as_str()))
             .filter(job::Column::LeaseOwner.eq(token))

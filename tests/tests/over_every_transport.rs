@@ -173,6 +173,11 @@ async fn the_same_idempotency_key_twice_gives_one_job_and_one_charge(mode: Mode,
     assert_eq!(c1.variants, c2.variants);
     assert_eq!(client.balance().await.unwrap().balance, 21);
     assert_eq!(client.all_jobs().await.len(), 2);
+    // The same key for a different request is refused, not answered with the first job.
+    let other = pb::GenerateStaticAdRequest { idempotency_key: "order-42".into(), ..ad("A different prompt", "1:1") };
+    let err = client.static_ad(other).await.unwrap_err();
+    assert_eq!((err.code, err.fields.as_slice()), (Code::InvalidArgument, ["idempotency_key".to_string()].as_slice()));
+    assert_eq!(client.balance().await.unwrap().balance, 21);
 }
 
 async fn too_few_credits_is_refused_and_makes_no_job(mode: Mode, transport: Transport) {

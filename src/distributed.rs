@@ -258,6 +258,9 @@ pub async fn jobs(args: JobsArgs, shutdown: impl Future<Output = ()> + Send) -> 
     let billing = channel(&args.billing_addr, "CUTX_BILLING_ADDR")?;
     let pipeline = balanced(&args.pipeline_addr, "CUTX_PIPELINE_ADDR")?;
     let prices = args.prices.prices()?;
+    if args.sweep_age_secs < 5 {
+        bail!("CUTX_SWEEP_AGE_SECS must be at least 5: a sweep must never catch a job still being created");
+    }
     let db = args.db.connect().await?;
     let config = jobs_svc::JobsConfig {
         mesh,

@@ -30,11 +30,6 @@ impl EntryType {
             .find(|t| t.as_str() == s)
     }
 
-    /// Credits a user paid for count towards `lifetime_purchased`.
-    pub fn is_purchase(&self) -> bool {
-        matches!(self, Self::Purchase | Self::Subscription)
-    }
-
     pub fn to_pb(self) -> LedgerEntryType {
         match self {
             Self::Deduction => LedgerEntryType::Deduction,

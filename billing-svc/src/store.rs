@@ -99,7 +99,9 @@ impl Store {
         self.apply(Movement { user, amount, entry_type, key, reference }).await
     }
 
-    /// Gives back what the debit `debit_key` took; nothing if there was no such debit.
+    /// Gives back what the debit `debit_key` took, once. If there was no such debit, the debit
+    /// key is closed with a refund of 0 credits, so a debit arriving late (a create racing a
+    /// cancel or the sweeper) charges nothing.
     pub async fn refund(
         &self,
         user: UserId,
@@ -107,17 +109,50 @@ impl Store {
         key: &str,
         reference: &str,
     ) -> Result<Applied, StoreError> {
-        let debit = ledger::Entity::find()
-            .filter(ledger::Column::IdempotencyKey.eq(debit_key))
-            .filter(ledger::Column::UserId.eq(user.to_string()))
-            .filter(ledger::Column::EntryType.eq(EntryType::Deduction.as_str()))
-            .one(&self.db)
-            .await?;
-        let Some(debit) = debit else {
-            let balance = self.balance(Caller::for_tests(user)).await?.balance;
-            return Ok(Applied { balance, applied: false, amount: 0 });
-        };
-        self.apply(Movement { user, amount: -debit.amount, entry_type: EntryType::Refund, key, reference }).await
+        match self.refund_once(user, debit_key, key, reference).await {
+            // The debit or another refund committed its row first: look again.
+            Err(StoreError::Db(e)) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+                self.refund_once(user, debit_key, key, reference).await
+            }
+            other => other,
+        }
+    }
+
+    async fn refund_once(
+        &self,
+        user: UserId,
+        debit_key: &str,
+        key: &str,
+        reference: &str,
+    ) -> Result<Applied, StoreError> {
+        let txn = self.db.begin().await?;
+        ensure_balance_row(&txn, user).await?;
+        if let Some(done) = find_by_key(&txn, key).await? {
+            let balance = current_balance(&txn, user).await?;
+            txn.commit().await?;
+            return Ok(Applied { balance, applied: false, amount: done.amount });
+        }
+        let debit = find_by_key(&txn, debit_key).await?.filter(|d| d.user_id == user.to_string());
+        match debit {
+            Some(debit) if debit.entry_type == EntryType::Deduction.as_str() && debit.amount < 0 => {
+                let refund = Movement { user, amount: -debit.amount, entry_type: EntryType::Refund, key, reference };
+                let applied = apply_in(&txn, &refund).await?;
+                txn.commit().await?;
+                Ok(applied)
+            }
+            // Closed already (a refund of nothing), or a key that is not a debit: nothing to give.
+            Some(_) => {
+                let balance = current_balance(&txn, user).await?;
+                txn.commit().await?;
+                Ok(Applied { balance, applied: false, amount: 0 })
+            }
+            None => {
+                let balance = current_balance(&txn, user).await?;
+                insert_entry(&txn, user, EntryType::Refund, 0, balance, debit_key, reference).await?;
+                txn.commit().await?;
+                Ok(Applied { balance, applied: false, amount: 0 })
+            }
+        }
     }
 
     async fn apply(&self, m: Movement<'_>) -> Result<Applied, StoreError> {
@@ -141,46 +176,70 @@ impl Store {
             txn.commit().await?;
             return Ok(Applied { balance, applied: false, amount: existing.amount.abs() });
         }
-        let used = Expr::col(balance::Column::LifetimeUsed);
-        let mut update = balance::Entity::update_many()
-            .col_expr(balance::Column::Balance, Expr::col(balance::Column::Balance).add(m.amount))
-            .col_expr(balance::Column::UpdatedAt, Expr::value(now_millis()))
-            .filter(balance::Column::UserId.eq(m.user.to_string()));
-        match m.entry_type {
-            EntryType::Deduction => {
-                update = update
-                    .col_expr(balance::Column::LifetimeUsed, used.add(-m.amount))
-                    .filter(balance::Column::Balance.gte(-m.amount));
+        match apply_in(&txn, m).await {
+            Ok(applied) => {
+                txn.commit().await?;
+                Ok(applied)
             }
-            EntryType::Refund => update = update.col_expr(balance::Column::LifetimeUsed, used.sub(m.amount)),
-            t if t.is_purchase() => {
-                update = update.col_expr(
-                    balance::Column::LifetimePurchased,
-                    Expr::col(balance::Column::LifetimePurchased).add(m.amount),
-                )
+            Err(e) => {
+                txn.rollback().await?;
+                Err(e)
             }
-            _ => {}
         }
-        if update.exec(&txn).await?.rows_affected != 1 {
-            let balance = current_balance(&txn, m.user).await?;
-            txn.rollback().await?;
-            return Err(StoreError::InsufficientCredits { needed: -m.amount, balance });
-        }
-        let balance_after = current_balance(&txn, m.user).await?;
-        let row = ledger::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
-            user_id: Set(m.user.to_string()),
-            entry_type: Set(m.entry_type.as_str().to_string()),
-            amount: Set(m.amount),
-            balance_after: Set(balance_after),
-            reference: Set(m.reference.to_string()),
-            idempotency_key: Set(m.key.to_string()),
-            created_at: Set(now_millis()),
-        };
-        ledger::Entity::insert(row).exec_without_returning(&txn).await?;
-        txn.commit().await?;
-        Ok(Applied { balance: balance_after, applied: true, amount: m.amount.abs() })
     }
+}
+
+/// Moves the credits of `m` and writes its ledger row, inside `txn`.
+async fn apply_in(txn: &DatabaseTransaction, m: &Movement<'_>) -> Result<Applied, StoreError> {
+    let used = Expr::col(balance::Column::LifetimeUsed);
+    let purchased = Expr::col(balance::Column::LifetimePurchased);
+    let mut update = balance::Entity::update_many()
+        .col_expr(balance::Column::Balance, Expr::col(balance::Column::Balance).add(m.amount))
+        .col_expr(balance::Column::UpdatedAt, Expr::value(now_millis()))
+        .filter(balance::Column::UserId.eq(m.user.to_string()));
+    match m.entry_type {
+        EntryType::Deduction => {
+            update = update
+                .col_expr(balance::Column::LifetimeUsed, used.add(-m.amount))
+                .filter(balance::Column::Balance.gte(-m.amount));
+        }
+        EntryType::Refund => update = update.col_expr(balance::Column::LifetimeUsed, used.sub(m.amount)),
+        EntryType::Purchase | EntryType::Subscription => {
+            update = update.col_expr(balance::Column::LifetimePurchased, purchased.add(m.amount))
+        }
+        // Given, not bought: only the balance moves.
+        EntryType::Bonus | EntryType::FreeTier => {}
+    }
+    if update.exec(txn).await?.rows_affected != 1 {
+        let balance = current_balance(txn, m.user).await?;
+        return Err(StoreError::InsufficientCredits { needed: -m.amount, balance });
+    }
+    let balance_after = current_balance(txn, m.user).await?;
+    insert_entry(txn, m.user, m.entry_type, m.amount, balance_after, m.key, m.reference).await?;
+    Ok(Applied { balance: balance_after, applied: true, amount: m.amount.abs() })
+}
+
+async fn insert_entry(
+    txn: &DatabaseTransaction,
+    user: UserId,
+    entry_type: EntryType,
+    amount: i64,
+    balance_after: i64,
+    key: &str,
+    reference: &str,
+) -> Result<(), DbErr> {
+    let row = ledger::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        user_id: Set(user.to_string()),
+        entry_type: Set(entry_type.as_str().to_string()),
+        amount: Set(amount),
+        balance_after: Set(balance_after),
+        reference: Set(reference.to_string()),
+        idempotency_key: Set(key.to_string()),
+        created_at: Set(now_millis()),
+    };
+    ledger::Entity::insert(row).exec_without_returning(txn).await?;
+    Ok(())
 }
 
 async fn ensure_balance_row(txn: &DatabaseTransaction, user: UserId) -> Result<(), DbErr> {

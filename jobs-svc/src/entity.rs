@@ -43,6 +43,7 @@ pub mod job {
         pub updated_at: i64,
         pub lease_owner: Option<String>,
         pub lease_until: Option<i64>,
+        pub refunded_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,7 +11,7 @@ use crate::Jobs;
 use crate::kind::Kind;
 use crate::service::parse_job_id;
 use crate::state::Status as JobStatus;
-use crate::store::{Changes, Lease, StoreError, status_of};
+use crate::store::{Changes, Lease, StoreError, lease_allows, status_of};
 
 fn job_id(raw: &str) -> Result<cutx_platform::ids::JobId, Status> {
     parse_job_id(raw).map_err(|_| cutx_platform::error::invalid_field("job_id", "must be a job id"))
@@ -41,6 +41,7 @@ impl JobInternalService for Jobs {
             }
         }
         let mut busy = false;
+        let mut retry_after_ms = 0;
         if !proceed && status == JobStatus::Processing {
             // Its worker died (the lease ran out), or a duplicate message met a live worker.
             if self.store.take_over(id, &lease, now).await? {
@@ -48,6 +49,8 @@ impl JobInternalService for Jobs {
                 proceed = true;
             } else {
                 busy = true;
+                let held_until = self.store.find_for_worker(id).await?.lease_until.unwrap_or(now);
+                retry_after_ms = (held_until - now).clamp(100, 3_600_000) as u32;
             }
         }
         let input = pb::JobInput::decode(row.input.as_slice())
@@ -56,6 +59,7 @@ impl JobInternalService for Jobs {
         Ok(Response::new(pb::StartJobResponse {
             proceed,
             busy,
+            retry_after_ms,
             user_id: row.user_id,
             kind: kind as i32,
             input: Some(input),
@@ -86,12 +90,15 @@ impl JobInternalService for Jobs {
         &self,
         request: Request<pb::CompleteJobRequest>,
     ) -> Result<Response<pb::CompleteJobResponse>, Status> {
-        let pb::CompleteJobRequest { job_id: raw, outputs } = request.into_inner();
+        let pb::CompleteJobRequest { job_id: raw, outputs, lease_token } = request.into_inner();
         let id = job_id(&raw)?;
         let row = self.store.find_for_worker(id).await?;
         if status_of(&row)? != JobStatus::Processing {
             // Completed already (a duplicate), or canceled/failed meanwhile: nothing to do.
             return Ok(Response::new(pb::CompleteJobResponse { status: status_of(&row)?.to_pb() as i32 }));
+        }
+        if !lease_allows(&row, &lease_token, cutx_platform::clock::now_millis()) {
+            return Err(StoreError::LeaseHeld(id).into());
         }
         self.store.add_outputs(id, &outputs).await?;
         let status = match self.store.transition(id, JobStatus::Completed, "completed", Changes::default()).await {
@@ -103,10 +110,13 @@ impl JobInternalService for Jobs {
     }
 
     async fn fail_job(&self, request: Request<pb::FailJobRequest>) -> Result<Response<pb::FailJobResponse>, Status> {
-        let pb::FailJobRequest { job_id: raw, error } = request.into_inner();
+        let pb::FailJobRequest { job_id: raw, error, lease_token } = request.into_inner();
         let id = job_id(&raw)?;
-        self.store.find_for_worker(id).await?;
-        let status = self.fail(id, &error).await;
+        let row = self.store.find_for_worker(id).await?;
+        if !lease_allows(&row, &lease_token, cutx_platform::clock::now_millis()) {
+            return Err(StoreError::LeaseHeld(id).into());
+        }
+        let status = self.fail(id, &error).await?;
         Ok(Response::new(pb::FailJobResponse { status: status.to_pb() as i32 }))
     }
 }

@@ -43,6 +43,11 @@ impl From<StoreError> for Status {
             StoreError::Db(e) => cutx_platform::error::internal("jobs store", e),
             StoreError::Corrupt(id, what) => cutx_platform::error::internal("jobs store", format!("job {id}: {what}")),
             StoreError::KeyReused(_) => cutx_platform::error::invalid_field("idempotency_key", e.to_string()),
+            StoreError::LeaseHeld(_) => cutx_platform::error::with_reason(
+                tonic::Code::FailedPrecondition,
+                e.to_string(),
+                cutx_platform::error::REASON_LEASE_LOST,
+            ),
         }
     }
 }
@@ -121,14 +126,24 @@ impl Jobs {
         let inline = processing.into_iter().filter(|r| Kind::parse(&r.kind).is_some_and(|k| k.is_sync()));
         for row in pending.into_iter().chain(inline) {
             let Ok(id) = row.id.parse() else { continue };
-            self.fail(id, "interrupted before it could finish; credits refunded").await;
+            if let Err(e) = self.fail(id, "interrupted before it could finish; credits refunded").await {
+                tracing::warn!(job = %row.id, error = %e, "sweeping a job");
+            }
             swept += 1;
         }
         for row in self.store.orphaned(before, 100).await? {
             let Ok(id) = row.id.parse() else { continue };
             let why = "no worker finished it; credits refunded";
-            self.settle_unfinished(id, state::Status::Expired, why).await;
-            swept += 1;
+            let guard = store::Changes { lease_ended_before: Some(before), ..Default::default() };
+            match self.settle_unfinished(id, state::Status::Expired, why, guard).await {
+                Ok(_) => swept += 1,
+                Err(e) => tracing::info!(job = %row.id, error = %e, "an orphan was taken over meanwhile"),
+            }
+        }
+        // Refunds billing-svc did not confirm (it was unreachable): ask again, idempotently.
+        for row in self.store.unrefunded(before, 100).await? {
+            let Ok(id) = row.id.parse() else { continue };
+            self.refund(id).await;
         }
         Ok(swept)
     }

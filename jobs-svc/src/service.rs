@@ -21,7 +21,7 @@ use crate::Jobs;
 use crate::input::NewJob;
 use crate::kind::Kind;
 use crate::state::Status as JobStatus;
-use crate::store::{Changes, JobFilter, status_of};
+use crate::store::{Changes, JobFilter, StoreError, status_of};
 
 const DEFAULT_PAGE: u64 = 20;
 const MAX_PAGE: u64 = 100;
@@ -68,7 +68,7 @@ impl Jobs {
         let (row, created) = self.store.insert_job(caller, &new, cost).await?;
         let id: JobId = row.id.parse().map_err(|e| internal("stored job id", e))?;
         // A replay (same idempotency key) is answered from the stored job and pays nothing.
-        let remaining = if created {
+        let remaining = if created && cost > 0 {
             match self.debit(caller.user_id().to_string(), id, cost).await {
                 Ok(balance) => balance,
                 Err(status)
@@ -78,7 +78,8 @@ impl Jobs {
                     return Err(status);
                 }
                 Err(status) => {
-                    self.fail(id, "charging credits failed").await;
+                    // The debit may still land later: failing refunds it, or closes its key.
+                    let _ = self.fail(id, "charging credits failed").await;
                     return Err(status);
                 }
             }
@@ -86,7 +87,14 @@ impl Jobs {
             self.balance(caller).await?
         };
         if created {
-            self.start(id, &new).await?;
+            if let Err(status) = self.start(id, &new).await {
+                // Failed inline, or paid for but not started (canceled meanwhile, the database
+                // down): end it and give the credits back; both are idempotent. The code stays:
+                // a refusal is not worth retrying, an outage is.
+                let _ = self.fail(id, status.message()).await;
+                let message = format!("the job failed and its credits were refunded: {}", status.message());
+                return Err(Status::new(status.code(), message));
+            }
         }
         let row = self.store.find(caller, id).await?;
         let variants = match &row.result {
@@ -112,9 +120,6 @@ impl Jobs {
     }
 
     async fn debit(&self, user_id: String, id: JobId, cost: i64) -> Result<i64, Status> {
-        if cost == 0 {
-            return Ok(0);
-        }
         let response = self
             .billing
             .clone()
@@ -139,13 +144,8 @@ impl Jobs {
                     self.store.transition(id, JobStatus::Completed, "completed inline", changes).await?;
                     Ok(())
                 }
-                Err(status) => {
-                    self.fail(id, status.message()).await;
-                    Err(Status::unavailable(format!(
-                        "the job failed and its credits were refunded: {}",
-                        status.message()
-                    )))
-                }
+                // The caller (create) fails and refunds the job.
+                Err(status) => Err(status),
             }
         } else {
             self.store.transition(id, JobStatus::Queued, "queued", Changes::default()).await?;
@@ -163,32 +163,40 @@ impl Jobs {
         self.queue.publish(message).await
     }
 
-    /// Fails a job (if it may still fail) and refunds it once; logs what it cannot do.
-    pub(crate) async fn fail(&self, id: JobId, error: &str) -> JobStatus {
-        self.settle_unfinished(id, JobStatus::Failed, error).await
+    /// Fails a job (if it may still fail) and refunds it once.
+    pub(crate) async fn fail(&self, id: JobId, error: &str) -> Result<JobStatus, Status> {
+        self.settle_unfinished(id, JobStatus::Failed, error, Changes::default()).await
     }
 
     /// Ends a job that did not complete (`failed`, or `expired` when no worker finished it) and
-    /// refunds it once; logs what it cannot do.
-    pub(crate) async fn settle_unfinished(&self, id: JobId, to: JobStatus, error: &str) -> JobStatus {
-        let changes = Changes { error: Some(error.to_string()), ..Changes::default() };
+    /// refunds it once. Answers with the job's final status, or an error while the job has not
+    /// ended (the caller tries again later; a refund billing-svc did not confirm is asked for
+    /// again by the sweeper).
+    pub(crate) async fn settle_unfinished(
+        &self,
+        id: JobId,
+        to: JobStatus,
+        error: &str,
+        guard: Changes,
+    ) -> Result<JobStatus, Status> {
+        let changes = Changes { error: Some(error.to_string()), ..guard };
         let status = match self.store.transition(id, to, error, changes).await {
             Ok(moved) => moved.to,
-            Err(e) => {
-                tracing::warn!(job = %id, error = %e, "could not fail job");
-                match self.store.find_for_worker(id).await.map(|r| status_of(&r)) {
-                    Ok(Ok(s)) => s,
-                    _ => return JobStatus::Failed,
-                }
-            }
+            // Ended some other way meanwhile (completed, canceled): decide from where it is.
+            Err(StoreError::Refused { .. }) => status_of(&self.store.find_for_worker(id).await?)?,
+            Err(e) => return Err(e.into()),
         };
+        if !status.is_terminal() {
+            return Err(Status::unavailable(format!("job {id} is still {}", status.as_str())));
+        }
         if matches!(status, JobStatus::Failed | JobStatus::Canceled | JobStatus::Expired) {
             self.refund(id).await;
         }
-        status
+        Ok(status)
     }
 
-    /// Refunds a job's debit; idempotent by `refund:<job>`.
+    /// Refunds a job's debit (idempotent by `refund:<job>`) and records that it was confirmed;
+    /// an unconfirmed refund is asked for again by the sweeper.
     pub(crate) async fn refund(&self, id: JobId) {
         let Ok(row) = self.store.find_for_worker(id).await else { return };
         let request = pb::RefundRequest {
@@ -197,8 +205,13 @@ impl Jobs {
             idempotency_key: format!("refund:{id}"),
             reference: id.to_string(),
         };
-        if let Err(e) = self.billing.clone().refund(request).await {
-            tracing::error!(job = %id, error = %e, "refund failed");
+        match self.billing.clone().refund(request).await {
+            Ok(_) => {
+                if let Err(e) = self.store.mark_refunded(id).await {
+                    tracing::warn!(job = %id, error = %e, "recording a refund");
+                }
+            }
+            Err(e) => tracing::warn!(job = %id, error = %e, "refund failed; the sweeper will ask again"),
         }
     }
 

@@ -34,6 +34,8 @@ pub enum StoreError {
     Corrupt(String, String),
     #[error("idempotency key {0:?} was already used for a different request")]
     KeyReused(String),
+    #[error("job {0} is held by another delivery")]
+    LeaseHeld(JobId),
 }
 
 /// The job a key already made, if this request is the one that made it.
@@ -59,6 +61,9 @@ pub struct Changes {
     pub result: Option<pb::RunSyncJobResponse>,
     pub error: Option<String>,
     pub lease: Option<Lease>,
+    /// Move only if the job's lease ran out before this time (millis): the sweeper's guard
+    /// against a delivery that took the job over meanwhile.
+    pub lease_ended_before: Option<i64>,
 }
 
 /// Which delivery holds a processing job, and until when (millis).
@@ -66,6 +71,18 @@ pub struct Changes {
 pub struct Lease {
     pub token: String,
     pub until: i64,
+}
+
+/// Whether a delivery may still act on a job: true unless the job is processing under another
+/// delivery's lease that has not run out.
+pub fn lease_allows(row: &job::Model, token: &str, now: i64) -> bool {
+    if token.is_empty() || row.status != Status::Processing.as_str() {
+        return true;
+    }
+    match (&row.lease_owner, row.lease_until) {
+        (Some(owner), Some(until)) => owner == token || until < now,
+        _ => true,
+    }
 }
 
 pub struct JobFilter {
@@ -115,6 +132,7 @@ impl Store {
             updated_at: Set(now),
             lease_owner: Set(None),
             lease_until: Set(None),
+            refunded_at: Set(None),
         };
         let txn = self.db.begin().await?;
         let inserted = job::Entity::insert(row).exec_without_returning(&txn).await;
@@ -242,6 +260,9 @@ impl Store {
             if let Some(error) = &changes.error {
                 update = update.col_expr(job::Column::Error, Expr::value(error.clone()));
             }
+            if let Some(before) = changes.lease_ended_before {
+                update = update.filter(job::Column::LeaseUntil.lt(before));
+            }
             if let Some(lease) = &changes.lease {
                 update = update
                     .col_expr(job::Column::LeaseOwner, Expr::value(lease.token.clone()))
@@ -254,6 +275,9 @@ impl Store {
                 return Ok(Moved { from, to, changed: true });
             }
             txn.rollback().await?;
+            if changes.lease_ended_before.is_some() {
+                return Err(StoreError::LeaseHeld(id));
+            }
         }
         Err(StoreError::Db(DbErr::Custom(format!("job {id} kept changing status"))))
     }
@@ -302,6 +326,29 @@ impl Store {
         Ok(())
     }
 
+    /// Records that an unfinished job's refund was confirmed by billing-svc.
+    pub async fn mark_refunded(&self, id: JobId) -> Result<(), StoreError> {
+        job::Entity::update_many()
+            .col_expr(job::Column::RefundedAt, Expr::value(now_millis()))
+            .filter(job::Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Jobs that ended unfinished before `before` (millis) whose refund is not confirmed.
+    pub async fn unrefunded(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
+        let unfinished = [Status::Failed, Status::Canceled, Status::Expired].map(|s| s.as_str());
+        Ok(job::Entity::find()
+            .filter(job::Column::Status.is_in(unfinished))
+            .filter(job::Column::RefundedAt.is_null())
+            .filter(job::Column::UpdatedAt.lt(before))
+            .order_by_asc(job::Column::UpdatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
     /// Processing jobs whose lease ran out before `before` (millis): no worker holds them.
     pub async fn orphaned(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
         Ok(job::Entity::find()
@@ -320,15 +367,6 @@ impl Store {
         record(&txn, id, Some(status), status, reason).await?;
         txn.commit().await?;
         Ok(())
-    }
-
-    /// Every recorded move of a job, oldest first.
-    pub async fn history(&self, id: &str) -> Result<Vec<transition::Model>, StoreError> {
-        Ok(transition::Entity::find()
-            .filter(transition::Column::JobId.eq(id))
-            .order_by_asc(transition::Column::Id)
-            .all(&self.db)
-            .await?)
     }
 
     /// Jobs in `status` not touched since `before` (millis), oldest first.

@@ -1,5 +1,6 @@
-//! jobs-svc: which delivery holds a processing job, and until when. The database, not the
-//! queue's ack, decides who works on a job.
+//! jobs-svc: which delivery holds a processing job, and until when (the database, not the
+//! queue's ack, decides who works on a job); and when an unfinished job's refund was confirmed
+//! (until then the sweeper asks billing-svc again; the refund is idempotent).
 
 use sea_orm_migration::prelude::*;
 
@@ -13,6 +14,7 @@ enum Jobs {
     Table,
     LeaseOwner,
     LeaseUntil,
+    RefundedAt,
 }
 
 #[async_trait::async_trait]
@@ -24,6 +26,9 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .alter_table(Table::alter().table(Jobs::Table).add_column(millis_null(Jobs::LeaseUntil)).to_owned())
+            .await?;
+        manager
+            .alter_table(Table::alter().table(Jobs::Table).add_column(millis_null(Jobs::RefundedAt)).to_owned())
             .await
     }
 }

@@ -31,6 +31,21 @@ pub struct Worker {
     pub(crate) worker_id: String,
 }
 
+/// What jobs-svc said about running a delivery's job.
+enum Start {
+    /// This delivery holds the job now: run it.
+    Run(pb::JobInput),
+    /// The job has ended.
+    Ended,
+    /// Another delivery holds the job until about this long from now.
+    Busy(Duration),
+}
+
+/// Whether jobs-svc refused a call because another delivery holds the job.
+fn lease_lost(status: &tonic::Status) -> bool {
+    cutx_platform::error::reason_of(status).as_deref() == Some(cutx_platform::error::REASON_LEASE_LOST)
+}
+
 /// Why a delivery failed, and whether another one could help.
 struct Failure {
     error: String,
@@ -75,24 +90,43 @@ impl Worker {
         let job_id = String::from_utf8_lossy(&delivery.payload).into_owned();
         let lease = uuid::Uuid::new_v4().to_string();
         let outcome = match self.start(&job_id, &lease).await {
-            // Finished already, or another live delivery holds it (a duplicate message): the
-            // job needs nothing from this message.
-            Ok(None) => Ok(()),
-            Ok(Some(_)) if delivery.exhausted => Err(Failure::transient(format!(
+            // Finished already: the job needs nothing from this message.
+            Ok(Start::Ended) => Ok(()),
+            // Another delivery holds it. Its own message comes back if its worker dies, so a
+            // message with no deliveries left can go; any other waits for the lease to end.
+            Ok(Start::Busy(_)) if delivery.exhausted => Ok(()),
+            Ok(Start::Busy(wait)) => {
+                let settled = delivery.retry("another delivery holds the job", wait).await;
+                if let Err(e) = settled {
+                    tracing::error!(job = %job_id, error = %e, "settling a delivery");
+                }
+                return;
+            }
+            Ok(Start::Run(_)) if delivery.exhausted => Err(Failure::transient(format!(
                 "the worker handling delivery {} stopped without finishing",
                 delivery.attempt
             ))),
-            Ok(Some(input)) => self.process(&job_id, &lease, input, &delivery).await,
+            Ok(Start::Run(input)) => self.process(&job_id, &lease, input, &delivery).await,
             Err(failure) => Err(failure),
         };
         let settled = match outcome {
             Ok(()) => delivery.ack().await,
             Err(failure) if failure.permanent || delivery.is_last_attempt() => {
                 tracing::warn!(job = %job_id, attempt = delivery.attempt, error = %failure.error, "job failed");
-                if let Err(status) = self.fail(&job_id, &failure.error).await {
+                match self.fail(&job_id, &lease, &failure.error).await {
+                    Ok(()) => {}
+                    // Another delivery took the job over: it settles the job, not this one.
+                    Err(status) if lease_lost(&status) => {
+                        if let Err(e) = delivery.ack().await {
+                            tracing::error!(job = %job_id, error = %e, "settling a delivery");
+                        }
+                        return;
+                    }
                     // Cannot record the failure now: let the message come back and try again.
-                    tracing::error!(job = %job_id, error = %status, "failing job");
-                    return;
+                    Err(status) => {
+                        tracing::error!(job = %job_id, error = %status, "failing job");
+                        return;
+                    }
                 }
                 if failure.permanent { delivery.ack().await } else { delivery.dead_letter(&failure.error).await }
             }
@@ -120,8 +154,8 @@ impl Worker {
         (self.heartbeat * 3 / 2).as_secs().max(1) as u32
     }
 
-    /// Leases the job to this delivery; its input when this delivery should run it.
-    async fn start(&self, job_id: &str, lease: &str) -> Result<Option<pb::JobInput>, Failure> {
+    /// Leases the job to this delivery.
+    async fn start(&self, job_id: &str, lease: &str) -> Result<Start, Failure> {
         let request = pb::StartJobRequest {
             job_id: job_id.to_string(),
             worker: self.worker_id.clone(),
@@ -135,10 +169,14 @@ impl Worker {
             }
             Err(s) => return Err(Failure::transient(format!("starting the job: {}", s.message()))),
         };
-        if !started.proceed {
-            return Ok(None);
+        if started.busy {
+            return Ok(Start::Busy(Duration::from_millis(u64::from(started.retry_after_ms))));
         }
-        started.input.map(Some).ok_or_else(|| Failure { error: "the job has no input".into(), permanent: true })
+        if !started.proceed {
+            return Ok(Start::Ended);
+        }
+        let input = started.input.ok_or_else(|| Failure { error: "the job has no input".into(), permanent: true })?;
+        Ok(Start::Run(input))
     }
 
     /// Keeps the queue's claim and the job's lease alive while a job runs.
@@ -158,8 +196,9 @@ impl Worker {
         }
     }
 
-    async fn fail(&self, job_id: &str, error: &str) -> Result<(), tonic::Status> {
-        let request = pb::FailJobRequest { job_id: job_id.to_string(), error: error.to_string() };
+    async fn fail(&self, job_id: &str, lease: &str, error: &str) -> Result<(), tonic::Status> {
+        let request =
+            pb::FailJobRequest { job_id: job_id.to_string(), error: error.to_string(), lease_token: lease.to_string() };
         self.jobs.clone().fail_job(request).await.map(|_| ())
     }
 
@@ -196,11 +235,15 @@ impl Worker {
                 size_bytes: size,
             });
         }
-        let request = pb::CompleteJobRequest { job_id: job_id.to_string(), outputs };
+        let request = pb::CompleteJobRequest { job_id: job_id.to_string(), outputs, lease_token: lease.to_string() };
         self.jobs
             .clone()
             .complete_job(request)
             .await
+            // Lost to another delivery (this worker stalled past its lease): that one completes it.
+            .or_else(
+                |s| if lease_lost(&s) { Ok(tonic::Response::new(pb::CompleteJobResponse::default())) } else { Err(s) },
+            )
             .map_err(|s| Failure::transient(format!("completing the job: {}", s.message())))?;
         Ok(())
     }

@@ -12,6 +12,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub const ERROR_DOMAIN: &str = "cutx.dev";
 /// The `ErrorInfo.reason` for a debit that would go below zero (HTTP 402 over REST).
 pub const REASON_INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
+/// The `ErrorInfo.reason` of a worker's call refused because another delivery holds the job.
+pub const REASON_LEASE_LOST: &str = "LEASE_LOST";
 
 /// One bad field of a request: its name as the client wrote it and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -55,7 +55,7 @@ impl Backend {
     /// How long a delivery stays claimed without `in_progress`.
     fn visibility(&self) -> Duration {
         match self {
-            Self::Sql { .. } => Duration::from_millis(200),
+            Self::Sql { .. } => Duration::from_secs(1),
             Self::Nats { config } => config.ack_wait,
         }
     }

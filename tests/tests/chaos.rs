@@ -124,8 +124,10 @@ async fn two_hundred_jobs_survive_nats_and_postgresql_restarts_and_every_ledger_
         .await;
         assert_eq!(ledger.iter().map(|e| e.amount).sum::<i64>(), balance, "the ledger sums to the balance");
         for job in &jobs {
-            let for_job =
-                |t: pb::LedgerEntryType| ledger.iter().filter(|e| e.reference == job.id && e.r#type() == t).count();
+            // A refund of 0 closes the debit key of a job that never paid: it gives nothing back.
+            let for_job = |t: pb::LedgerEntryType| {
+                ledger.iter().filter(|e| e.reference == job.id && e.r#type() == t && e.amount != 0).count()
+            };
             let (debits, refunds) = (for_job(pb::LedgerEntryType::Deduction), for_job(pb::LedgerEntryType::Refund));
             match job.status() {
                 pb::JobStatus::Completed => assert_eq!((debits, refunds), (1, 0), "{job:?}"),

@@ -45,7 +45,8 @@ fn quick_housekeeping(o: &mut cutx::dev::DevOptions) {
     o.housekeeping = jobs_svc::Housekeeping {
         every: Duration::from_millis(100),
         relay_age: Duration::from_millis(300),
-        sweep_age: Duration::from_millis(300),
+        // Long enough that no create in flight is ever swept, even on a slow machine.
+        sweep_age: Duration::from_secs(3),
     };
 }
 

@@ -128,6 +128,7 @@ impl DevMesh {
             mesh: mesh.clone(),
             extra_routes: downloads.router(),
             max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
+            cors: cutx_gateway::CorsOrigins::Any,
         })
         .await?;
         let addr = gateway.local_addr();

@@ -55,7 +55,7 @@ pub async fn serve(
     };
     // Every call, signed in or not, comes through the gateway (or another service) with a mesh
     // token; a call around them is refused.
-    let require = RequireMesh(auth.mesh.clone());
+    let require = RequireMesh::any(auth.mesh.clone());
     let dev = config
         .dev_mailbox
         .map(|m| InterceptedService::new(DevMailboxServiceServer::new(service::DevMail(m)), require.clone()));

@@ -27,8 +27,11 @@ pub struct BillingServices {
 pub fn services(db: DatabaseConnection, mesh: MeshKey) -> BillingServices {
     let billing = Billing { store: store::Store::new(db), mesh: mesh.clone() };
     BillingServices {
-        public: InterceptedService::new(BillingServiceServer::new(billing.clone()), RequireMesh(mesh.clone())),
-        internal: InterceptedService::new(BillingInternalServiceServer::new(billing), RequireMesh(mesh)),
+        public: InterceptedService::new(BillingServiceServer::new(billing.clone()), RequireMesh::any(mesh.clone())),
+        internal: InterceptedService::new(
+            BillingInternalServiceServer::new(billing),
+            RequireMesh::services(mesh, &["auth", "jobs"]),
+        ),
     }
 }
 

@@ -52,6 +52,17 @@ pub struct GatewayConfig {
     pub extra_routes: Router,
     /// REST body limit, [`GatewayConfig::DEFAULT_MAX_BODY`] by default.
     pub max_body_bytes: usize,
+    /// Which browser origins may call with credentials.
+    pub cors: CorsOrigins,
+}
+
+/// The origins a browser may call the gateway from, with the session cookie.
+#[derive(Debug, Clone)]
+pub enum CorsOrigins {
+    /// Any origin (`cutx dev`: a web studio on any localhost port).
+    Any,
+    /// Only these, e.g. `https://studio.example.com`; none means same-origin only.
+    List(Vec<http::HeaderValue>),
 }
 
 impl GatewayConfig {
@@ -109,7 +120,7 @@ impl Gateway {
                     if grpc::is_grpc(&request) { grpc.oneshot(request).await } else { http.oneshot(request).await }
                 }
             }))
-            .layer(cors());
+            .layer(cors(config.cors));
 
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
@@ -138,9 +149,13 @@ impl Gateway {
 
 /// Browsers call from the web studio's origin with credentials (the session cookie), and
 /// gRPC-web clients must read the status trailers-as-headers.
-fn cors() -> CorsLayer {
+fn cors(origins: CorsOrigins) -> CorsLayer {
+    let allow = match origins {
+        CorsOrigins::Any => AllowOrigin::mirror_request(),
+        CorsOrigins::List(list) => AllowOrigin::list(list),
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
+        .allow_origin(allow)
         .allow_credentials(true)
         .allow_headers([
             header::CONTENT_TYPE,

@@ -156,6 +156,7 @@ async fn spawn_mesh() -> TestMesh {
         mesh,
         extra_routes: axum::Router::new().route("/media/ping", axum::routing::get(|| async { "pong" })),
         max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
+        cors: cutx_gateway::CorsOrigins::Any,
     };
     let gateway = Gateway::build(config).await.unwrap();
     let addr = gateway.local_addr();

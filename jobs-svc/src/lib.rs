@@ -186,13 +186,13 @@ pub async fn serve(
             }
         })
     };
+    let public = RequireMesh::any(jobs.mesh.clone());
+    // The pipeline workers move jobs; webhook-svc will too.
+    let internal = RequireMesh::services(jobs.mesh.clone(), &["pipeline"]);
     let router = cutx_platform::grpc::server()
-        .add_service(JobServiceServer::new(jobs.clone()))
-        .add_service(ProjectServiceServer::new(jobs.clone()))
-        .add_service(InterceptedService::new(
-            JobInternalServiceServer::new(jobs.clone()),
-            RequireMesh(jobs.mesh.clone()),
-        ));
+        .add_service(InterceptedService::new(JobServiceServer::new(jobs.clone()), public.clone()))
+        .add_service(InterceptedService::new(ProjectServiceServer::new(jobs.clone()), public))
+        .add_service(InterceptedService::new(JobInternalServiceServer::new(jobs.clone()), internal));
     let served = cutx_platform::grpc::serve(router, listener, shutdown).await;
     relay.abort();
     served?;

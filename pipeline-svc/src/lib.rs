@@ -58,7 +58,8 @@ pub async fn serve(
     let consumers: Vec<_> =
         (0..config.workers.max(1)).map(|_| tokio::spawn(worker.clone().run(stopped.clone()))).collect();
     let sync = PipelineInternalServiceServer::new(sync::SyncRunner { provider: config.provider });
-    let router = cutx_platform::grpc::server().add_service(InterceptedService::new(sync, RequireMesh(config.mesh)));
+    let router = cutx_platform::grpc::server()
+        .add_service(InterceptedService::new(sync, RequireMesh::services(config.mesh, &["jobs"])));
     let served = cutx_platform::grpc::serve(router, listener, shutdown).await;
     let _ = stop.send(true);
     for consumer in consumers {

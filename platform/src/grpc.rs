@@ -72,13 +72,69 @@ pub fn mesh_channel(channel: Channel, key: MeshKey, service: &'static str) -> Me
     tonic::service::interceptor::InterceptedService::new(channel, MeshInterceptor::new(key, service))
 }
 
-/// Refuses a call that carries no valid mesh token (for `*InternalService` servers).
+/// Refuses a call without a valid mesh token: `UNAUTHENTICATED`. A public service takes any
+/// mesh caller (the gateway, with or without a user; another service); an `*InternalService`
+/// takes only the services it names, calling as themselves (no user), else `PERMISSION_DENIED`.
 #[derive(Clone)]
-pub struct RequireMesh(pub MeshKey);
+pub struct RequireMesh {
+    key: MeshKey,
+    only: Option<&'static [&'static str]>,
+}
+
+impl RequireMesh {
+    /// For a public service.
+    pub fn any(key: MeshKey) -> Self {
+        Self { key, only: None }
+    }
+
+    /// For an internal service called by `services` only.
+    pub fn services(key: MeshKey, services: &'static [&'static str]) -> Self {
+        Self { key, only: Some(services) }
+    }
+}
 
 impl Interceptor for RequireMesh {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        self.0.identify(request.metadata())?;
+        let identity = self.key.identify(request.metadata())?;
+        if let Some(allowed) = self.only {
+            if identity.user.is_some() || !allowed.contains(&identity.service.as_str()) {
+                return Err(Status::permission_denied(format!("{} may not call this service", identity.service)));
+            }
+        }
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::UserId;
+    use crate::secret::Secret;
+
+    #[test]
+    fn internal_services_take_only_the_services_they_name_calling_as_themselves() {
+        let key = MeshKey::new(&Secret::new("mesh-secret".into()));
+        let call = |guard: &mut RequireMesh, service: Option<&str>, user: Option<UserId>| {
+            let mut request = Request::new(());
+            if let Some(service) = service {
+                key.attach(&mut request, service, user);
+            }
+            guard.call(request).map(|_| ()).map_err(|s| s.code())
+        };
+        let mut internal = RequireMesh::services(key.clone(), &["jobs", "pipeline"]);
+        let mut public = RequireMesh::any(key.clone());
+        let user = Some(UserId::new());
+        let table = [
+            (Some("jobs"), None, Ok(()), Ok(())),
+            (Some("pipeline"), None, Ok(()), Ok(())),
+            (Some("gateway"), None, Err(tonic::Code::PermissionDenied), Ok(())),
+            (Some("gateway"), user, Err(tonic::Code::PermissionDenied), Ok(())),
+            (Some("jobs"), user, Err(tonic::Code::PermissionDenied), Ok(())),
+            (None, None, Err(tonic::Code::Unauthenticated), Err(tonic::Code::Unauthenticated)),
+        ];
+        for (service, user, internal_wants, public_wants) in table {
+            assert_eq!(call(&mut internal, service, user), internal_wants, "{service:?} {user:?} internal");
+            assert_eq!(call(&mut public, service, user), public_wants, "{service:?} {user:?} public");
+        }
     }
 }

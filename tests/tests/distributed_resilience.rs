@@ -147,3 +147,27 @@ async fn sigterm_stops_cutx_dev_cleanly() {
     let status = server.terminate_dev().await;
     assert!(status.success(), "cutx dev exited with {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_lets_only_the_configured_browser_origins_call_with_credentials() {
+    let Some(infra) = Infra::from_env() else { return };
+    let server = Server::spawn_distributed_with(&infra, &[("CUTX_CORS_ORIGINS", "http://studio.test")]).await;
+    let preflight = |origin: &'static str| {
+        let url = format!("{}/api/credits/balance", server.base);
+        async move {
+            reqwest::Client::new()
+                .request(reqwest::Method::OPTIONS, url)
+                .header("origin", origin)
+                .header("access-control-request-method", "GET")
+                .send()
+                .await
+                .unwrap()
+                .headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap().to_string())
+        }
+    };
+    assert_eq!(preflight("http://studio.test").await.as_deref(), Some("http://studio.test"));
+    assert_eq!(preflight("http://evil.test").await, None);
+    server.stop().await;
+}

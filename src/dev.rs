@@ -112,7 +112,7 @@ impl DevMesh {
 
         let mut backends = HashMap::new();
         backends.insert("cutx.v1.AuthService".to_string(), auth_c.clone());
-        backends.insert("cutx.v1.DevMailboxService".to_string(), auth_c);
+        backends.insert("cutx.v1.DevMailboxService".to_string(), auth_c.clone());
         backends.insert("cutx.v1.JobService".to_string(), jobs_c.clone());
         backends.insert("cutx.v1.ProjectService".to_string(), jobs_c.clone());
         backends.insert("cutx.v1.BillingService".to_string(), billing_c.clone());
@@ -129,6 +129,7 @@ impl DevMesh {
             extra_routes: downloads.router(),
             max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
             cors: cutx_gateway::CorsOrigins::Any,
+            revocations_from: Some(auth_c),
         })
         .await?;
         let addr = gateway.local_addr();

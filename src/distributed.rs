@@ -125,6 +125,7 @@ pub struct GatewayArgs {
 
 pub async fn gateway(args: GatewayArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let auth = channel(&args.auth_addr, "CUTX_AUTH_ADDR")?;
+    let auth_for_revocations = auth.clone();
     let jobs = channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?;
     let billing = channel(&args.billing_addr, "CUTX_BILLING_ADDR")?;
     let mut backends = HashMap::new();
@@ -154,6 +155,7 @@ pub async fn gateway(args: GatewayArgs, shutdown: impl Future<Output = ()> + Sen
         extra_routes,
         max_body_bytes: args.max_body_bytes,
         cors: cors_origins(&args.cors_origins)?,
+        revocations_from: Some(auth_for_revocations),
     })
     .await?;
     println!("cutx gateway listening on http://{}", gateway.local_addr());

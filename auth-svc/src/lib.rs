@@ -11,6 +11,7 @@ use std::sync::Arc;
 use cutx_platform::grpc::{RequireMesh, mesh_channel};
 use cutx_platform::mesh::MeshKey;
 use cutx_platform::session::SessionKey;
+use cutx_proto::pb::auth_internal_service_server::AuthInternalServiceServer;
 use cutx_proto::pb::auth_service_server::AuthServiceServer;
 use cutx_proto::pb::billing_internal_service_client::BillingInternalServiceClient;
 use cutx_proto::pb::dev_mailbox_service_server::DevMailboxServiceServer;
@@ -59,7 +60,9 @@ pub async fn serve(
     let dev = config
         .dev_mailbox
         .map(|m| InterceptedService::new(DevMailboxServiceServer::new(service::DevMail(m)), require.clone()));
+    let internal = RequireMesh::services(auth.mesh.clone(), &["gateway"]);
     let router = cutx_platform::grpc::server()
+        .add_service(InterceptedService::new(AuthInternalServiceServer::new(auth.clone()), internal))
         .add_service(InterceptedService::new(AuthServiceServer::new(auth), require))
         .add_optional_service(dev);
     cutx_platform::grpc::serve(router, listener, shutdown).await?;

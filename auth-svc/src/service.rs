@@ -7,10 +7,10 @@ use cutx_platform::clock::{datetime_to_timestamp, to_timestamp};
 use cutx_platform::error::{internal, invalid_field};
 use cutx_platform::grpc::MeshChannel;
 use cutx_platform::mesh::MeshKey;
-use cutx_platform::session::{SessionKey, clear_session_cookie, session_cookie};
+use cutx_platform::session::{SessionKey, clear_session_cookie, session_cookie, token_from_headers};
 use cutx_proto::pb::{
-    self, auth_service_server::AuthService, billing_internal_service_client::BillingInternalServiceClient,
-    dev_mailbox_service_server::DevMailboxService,
+    self, auth_internal_service_server::AuthInternalService, auth_service_server::AuthService,
+    billing_internal_service_client::BillingInternalServiceClient, dev_mailbox_service_server::DevMailboxService,
 };
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
@@ -116,10 +116,38 @@ impl AuthService for Auth {
         Ok(Response::new(pb::GetMeResponse { user: Some(user_pb(user)) }))
     }
 
-    async fn logout(&self, _request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+        // The gateway passes the caller's own token along; it is checked here again, and only
+        // a valid one is ended (logging out without a session just clears the cookie).
+        let headers = request.metadata().clone().into_headers();
+        if let Some(session) = token_from_headers(&headers).and_then(|t| self.sessions.verify(&t).ok()) {
+            self.store.revoke(&session).await.map_err(|e| internal("revoking a session", e))?;
+        }
         let mut response = Response::new(pb::LogoutResponse {});
         set_cookie(&mut response, clear_session_cookie(self.secure_cookies));
         Ok(response)
+    }
+}
+
+#[tonic::async_trait]
+impl AuthInternalService for Auth {
+    async fn list_revoked_sessions(
+        &self,
+        request: Request<pb::ListRevokedSessionsRequest>,
+    ) -> Result<Response<pb::ListRevokedSessionsResponse>, Status> {
+        let pb::ListRevokedSessionsRequest { after_millis, limit } = request.into_inner();
+        let limit = if limit <= 0 { 1000 } else { limit.min(10_000) as u64 };
+        let rows =
+            self.store.revoked_since(after_millis, limit).await.map_err(|e| internal("listing revocations", e))?;
+        let sessions = rows
+            .into_iter()
+            .map(|r| pb::RevokedSession {
+                session_id: r.session_id,
+                expires_at_millis: r.expires_at,
+                revoked_at_millis: r.revoked_at,
+            })
+            .collect();
+        Ok(Response::new(pb::ListRevokedSessionsResponse { sessions }))
     }
 }
 

@@ -4,12 +4,15 @@
 use cutx_platform::clock::now_millis;
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::Caller;
+use cutx_platform::session::Session;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use sha2::{Digest, Sha256};
 
 use crate::email::Email;
-use crate::entity::{magic_link, user};
+use crate::entity::{magic_link, revoked_session, user};
 
 /// How long a link lives.
 pub const LINK_LIFETIME_MILLIS: i64 = 15 * 60 * 1000;
@@ -99,5 +102,31 @@ impl Store {
 
     pub async fn me(&self, caller: Caller) -> Result<Option<user::Model>, DbErr> {
         user::Entity::find_by_id(caller.user_id().to_string()).one(&self.db).await
+    }
+
+    /// Ends a session: its token is refused from now on. Ending it twice changes nothing.
+    pub async fn revoke(&self, session: &Session) -> Result<(), DbErr> {
+        let row = revoked_session::ActiveModel {
+            session_id: Set(session.session_id.clone()),
+            user_id: Set(session.user_id.to_string()),
+            expires_at: Set(session.expires_at.timestamp_millis()),
+            revoked_at: Set(now_millis()),
+        };
+        revoked_session::Entity::insert(row)
+            .on_conflict_do_nothing_on([revoked_session::Column::SessionId])
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Sessions revoked at or after `after` (millis) that have not expired, oldest first.
+    pub async fn revoked_since(&self, after: i64, limit: u64) -> Result<Vec<revoked_session::Model>, DbErr> {
+        revoked_session::Entity::find()
+            .filter(revoked_session::Column::RevokedAt.gte(after))
+            .filter(revoked_session::Column::ExpiresAt.gt(now_millis()))
+            .order_by_asc(revoked_session::Column::RevokedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await
     }
 }

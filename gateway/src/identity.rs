@@ -8,6 +8,9 @@
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::{MESH_HEADER, MeshIdentity, MeshKey};
 use cutx_platform::session::{SessionKey, token_from_headers};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use http::{HeaderMap, HeaderValue};
 
 /// The service name the gateway's mesh tokens carry.
@@ -17,17 +20,38 @@ pub const GATEWAY_SERVICE: &str = "gateway";
 pub struct IdentityMinter {
     sessions: SessionKey,
     mesh: MeshKey,
+    revoked: Revocations,
+}
+
+/// Sessions ended by logout (session id -> expiry, Unix millis), as auth-svc reports them.
+#[derive(Clone, Debug, Default)]
+pub struct Revocations(Arc<RwLock<HashMap<String, i64>>>);
+
+impl Revocations {
+    pub fn contains(&self, session_id: &str) -> bool {
+        self.0.read().expect("revocations lock").contains_key(session_id)
+    }
+
+    pub fn insert(&self, session_id: String, expires_at_millis: i64) {
+        self.0.write().expect("revocations lock").insert(session_id, expires_at_millis);
+    }
+
+    /// Forgets sessions whose tokens have expired anyway.
+    pub fn prune(&self, now_millis: i64) {
+        self.0.write().expect("revocations lock").retain(|_, expires| *expires > now_millis);
+    }
 }
 
 impl IdentityMinter {
-    pub fn new(sessions: SessionKey, mesh: MeshKey) -> Self {
-        Self { sessions, mesh }
+    pub fn new(sessions: SessionKey, mesh: MeshKey, revoked: Revocations) -> Self {
+        Self { sessions, mesh, revoked }
     }
 
-    /// The signed-in user of a request, if its session token is valid.
+    /// The signed-in user of a request, if its session token is valid and not logged out.
     pub fn user(&self, headers: &HeaderMap) -> Option<UserId> {
         let token = token_from_headers(headers)?;
-        self.sessions.verify(&token).ok().map(|session| session.user_id)
+        let session = self.sessions.verify(&token).ok()?;
+        (!self.revoked.contains(&session.session_id)).then_some(session.user_id)
     }
 
     /// The mesh token value for a call made on behalf of `user`.
@@ -52,7 +76,7 @@ mod tests {
     fn minter() -> (IdentityMinter, SessionKey, MeshKey) {
         let sessions = SessionKey::new(&Secret::new("session".into()));
         let mesh = MeshKey::new(&Secret::new("mesh".into()));
-        (IdentityMinter::new(sessions.clone(), mesh.clone()), sessions, mesh)
+        (IdentityMinter::new(sessions.clone(), mesh.clone(), Revocations::default()), sessions, mesh)
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod http_rule;
 pub mod identity;
 pub mod openapi;
 pub mod rest;
+pub mod revocations;
 pub mod routes;
 pub mod status_http;
 pub mod transcode;
@@ -54,6 +55,9 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Which browser origins may call with credentials.
     pub cors: CorsOrigins,
+    /// auth-svc, whose list of logged-out sessions the gateway follows; `None` honours no
+    /// logout beyond the cleared cookie.
+    pub revocations_from: Option<Channel>,
 }
 
 /// The origins a browser may call the gateway from, with the session cookie.
@@ -73,6 +77,7 @@ pub struct Gateway {
     listener: TcpListener,
     local_addr: SocketAddr,
     app: Router,
+    follower: Option<(Channel, cutx_platform::mesh::MeshKey, identity::Revocations)>,
 }
 
 impl Gateway {
@@ -92,7 +97,9 @@ impl Gateway {
             }
         }
         let table = RouteTable::from_pool(&pool, &exposed)?;
-        let identity = IdentityMinter::new(config.sessions, config.mesh);
+        let revoked = identity::Revocations::default();
+        let follower = config.revocations_from.map(|auth| (auth, config.mesh.clone(), revoked.clone()));
+        let identity = IdentityMinter::new(config.sessions, config.mesh, revoked);
 
         let openapi = Arc::new(openapi::document(&table));
         let forwarder = Forwarder::new(config.backends.clone(), exposed.clone(), identity.clone());
@@ -124,7 +131,7 @@ impl Gateway {
 
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
-        Ok(Gateway { listener, local_addr, app })
+        Ok(Gateway { listener, local_addr, app, follower })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -143,7 +150,13 @@ impl Gateway {
             }
         });
         tracing::info!(addr = %self.local_addr, "gateway listening");
-        axum::serve(listener, self.app).with_graceful_shutdown(shutdown).await.context("serving the gateway")
+        let follower =
+            self.follower.map(|(auth, mesh, revoked)| tokio::spawn(revocations::follow(auth, mesh, revoked)));
+        let served = axum::serve(listener, self.app).with_graceful_shutdown(shutdown).await;
+        if let Some(follower) = follower {
+            follower.abort();
+        }
+        served.context("serving the gateway")
     }
 }
 

@@ -157,6 +157,7 @@ async fn spawn_mesh() -> TestMesh {
         extra_routes: axum::Router::new().route("/media/ping", axum::routing::get(|| async { "pong" })),
         max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
         cors: cutx_gateway::CorsOrigins::Any,
+        revocations_from: None,
     };
     let gateway = Gateway::build(config).await.unwrap();
     let addr = gateway.local_addr();

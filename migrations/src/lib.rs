@@ -11,6 +11,7 @@ mod m20261128_000002_billing;
 mod m20261128_000003_jobs;
 mod m20261128_000004_queue;
 mod m20261128_000005_job_leases;
+mod m20261128_000006_revoked_sessions;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_jobs::Migration),
             Box::new(m20261128_000004_queue::Migration),
             Box::new(m20261128_000005_job_leases::Migration),
+            Box::new(m20261128_000006_revoked_sessions::Migration),
         ]
     }
 }

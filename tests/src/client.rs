@@ -206,6 +206,18 @@ impl Client {
         verified.user.expect("user")
     }
 
+    pub async fn logout(&self) -> Result<pb::LogoutResponse, ApiError> {
+        let route = Route {
+            grpc: "/cutx.v1.AuthService/Logout",
+            method: reqwest::Method::POST,
+            path: "/api/auth/logout".into(),
+            body: true,
+            request_type: "cutx.v1.LogoutRequest",
+            response_type: "cutx.v1.LogoutResponse",
+        };
+        self.call(route, pb::LogoutRequest {}).await
+    }
+
     pub async fn me(&self) -> Result<pb::User, ApiError> {
         let route = Route {
             grpc: "/cutx.v1.AuthService/GetMe",

@@ -81,6 +81,7 @@ async fn every_internal_method_is_refused_by_the_gateway_and_by_its_service_with
         ("jobs", "cutx.v1.JobInternalService"),
         ("billing", "cutx.v1.BillingInternalService"),
         ("pipeline-1", "cutx.v1.PipelineInternalService"),
+        ("auth", "cutx.v1.AuthInternalService"),
     ];
     for (name, service) in internal {
         for (method, code) in codes_without_a_mesh_token(&server.base, service).await {

@@ -55,6 +55,7 @@ over_every_transport!(
     bad_input_names_the_field_and_charges_nothing,
     calls_without_a_session_are_unauthenticated,
     a_magic_link_signs_in_only_once,
+    logging_out_ends_the_session_for_every_later_call,
 );
 
 /// A fresh CutX in `mode` and a client signed in to it; `None` when the mode is unavailable.
@@ -260,4 +261,16 @@ async fn a_magic_link_signs_in_only_once(mode: Mode, transport: Transport) {
     assert_eq!(forged.code, Code::Unauthenticated);
     let bad_email = client.request_magic_link("not an email").await.unwrap_err();
     assert_eq!(bad_email.fields, ["email"]);
+}
+
+async fn logging_out_ends_the_session_for_every_later_call(mode: Mode, transport: Transport) {
+    let Some((_server, client)) = signed_in(mode, transport, "ada@example.com").await else { return };
+    assert_eq!(client.balance().await.unwrap().balance, 25);
+    client.logout().await.unwrap();
+    // Every gateway follows auth-svc's logouts within about a second.
+    let refused = cutx_tests::eventually("the session to end", std::time::Duration::from_secs(10), || async {
+        client.balance().await.err()
+    })
+    .await;
+    assert_eq!((refused.code, refused.http), (Code::Unauthenticated, http_of(transport, 401)));
 }

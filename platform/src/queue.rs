@@ -1,7 +1,8 @@
 //! The job queue: at-least-once delivery, at most [`MAX_DELIVERIES`] deliveries, dead letters.
 //!
 //! Promises, whatever the backend:
-//! - publishing a message id already published stores one message (a duplicate publish is dropped);
+//! - publishing a message id already published stores one message (a duplicate publish is dropped)
+//!   within the duplicate window (2 minutes, JetStream's default); after it, the id is new again;
 //! - a delivered message that is neither acknowledged nor handed back is delivered again once its
 //!   visibility timeout passes (a worker that died loses nothing);
 //! - no message is delivered more than [`MAX_DELIVERIES`] times; a message whose last delivery

@@ -256,6 +256,24 @@ where
 }
 
 #[tokio::test]
+async fn sql_an_id_settled_longer_ago_than_the_duplicate_window_may_be_published_again() {
+    use sea_orm::ConnectionTrait;
+    let backend = Backend::sql().await.unwrap();
+    let q = backend.open().await;
+    q.publish(backend.message("a")).await.unwrap();
+    q.receive(WAIT).await.unwrap().unwrap().ack().await.unwrap();
+    q.publish(backend.message("a")).await.unwrap();
+    assert_nothing_for(&*q, Duration::from_millis(300), "a duplicate within the window was delivered").await;
+    // As if the ack were older than the window.
+    let Backend::Sql { url, .. } = &backend else { unreachable!() };
+    let db = cutx_platform::db::connect(url, 1).await.unwrap();
+    db.execute_unprepared("UPDATE queue_messages SET acked_at = 0 WHERE id = 'a'").await.unwrap();
+    q.publish(backend.message("a")).await.unwrap();
+    let again = q.receive(WAIT).await.unwrap().expect("delivered again after the window");
+    assert_eq!((again.id.as_str(), again.attempt), ("a", 1));
+}
+
+#[tokio::test]
 async fn sql_a_worker_whose_claim_expired_cannot_settle_the_new_holders_delivery() {
     let backend = Backend::sql().await.unwrap();
     let q = backend.open().await;

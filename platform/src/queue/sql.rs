@@ -69,6 +69,9 @@ mod entity {
 
 use entity::{dead_letter, message};
 
+/// How long a settled message id keeps dropping publishes of the same id (JetStream's default).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
 fn storage(e: impl std::fmt::Display) -> QueueError {
     QueueError::Storage(e.to_string())
 }
@@ -145,6 +148,22 @@ impl SqlQueue {
 #[async_trait]
 impl JobQueue for SqlQueue {
     async fn publish(&self, m: OutgoingMessage) -> Result<(), QueueError> {
+        let now = now_millis();
+        // Like JetStream's duplicate window: an id settled (acked or dead-lettered) longer ago
+        // than the window may be published again, so a relay can recover a job whose message
+        // was settled without the job ending. Within the window it is a duplicate, dropped.
+        message::Entity::update_many()
+            .col_expr(message::Column::Deliveries, Expr::value(0i64))
+            .col_expr(message::Column::AvailableAt, Expr::value(now))
+            .col_expr(message::Column::AckedAt, Expr::value(Option::<i64>::None))
+            .col_expr(message::Column::ClaimToken, Expr::value(Option::<String>::None))
+            .col_expr(message::Column::ClaimedUntil, Expr::value(Option::<i64>::None))
+            .col_expr(message::Column::Payload, Expr::value(m.payload.to_vec()))
+            .filter(message::Column::Id.eq(m.id.clone()))
+            .filter(message::Column::AckedAt.lt(now - DUPLICATE_WINDOW.as_millis() as i64))
+            .exec(&self.db)
+            .await
+            .map_err(storage)?;
         let row = message::ActiveModel {
             id: Set(m.id),
             topic: Set(m.topic),

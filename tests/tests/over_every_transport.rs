@@ -198,6 +198,20 @@ async fn too_few_credits_is_refused_and_makes_no_job(mode: Mode, transport: Tran
     assert_eq!(empty.code, Code::FailedPrecondition);
     assert_eq!(client.balance().await.unwrap().balance, 0);
     assert_eq!(client.all_jobs().await.len(), 25);
+    // Listed newest first, ten at a time.
+    let (mut seen, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = client.list_jobs(10, &token).await.unwrap();
+        assert!(page.jobs.len() <= 10);
+        seen.extend(page.jobs.into_iter().map(|j| (j.created_at.unwrap().seconds, j.created_at.unwrap().nanos, j.id)));
+        pages += 1;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!((seen.len(), pages), (25, 3));
+    assert!(seen.windows(2).all(|w| w[0] >= w[1]), "not newest first");
 }
 
 async fn another_users_job_is_not_found(mode: Mode, transport: Transport) {

@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 
 use crate::secrets::Secrets;
 
+/// Puts a queue of a test's own in front of the real one.
+pub type WrapQueue = Box<dyn FnOnce(Arc<dyn JobQueue>) -> Arc<dyn JobQueue> + Send>;
+
 /// What `cutx dev` can be told.
 pub struct DevOptions {
     pub listen: SocketAddr,
@@ -35,7 +38,7 @@ pub struct DevOptions {
     pub prices: jobs_svc::Prices,
     pub housekeeping: jobs_svc::Housekeeping,
     /// Lets a test put its own queue in front of the real one (one that loses publishes, say).
-    pub wrap_queue: Option<Box<dyn FnOnce(Arc<dyn JobQueue>) -> Arc<dyn JobQueue> + Send>>,
+    pub wrap_queue: Option<WrapQueue>,
 }
 
 impl DevOptions {

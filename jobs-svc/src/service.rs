@@ -59,10 +59,10 @@ impl Jobs {
     async fn create(&self, request: Request<NewJob>) -> Result<Created, Status> {
         let caller = self.mesh.caller(&request)?;
         let new = request.into_inner();
-        if let Some(project) = new.project_id {
-            if self.store.project(caller, project).await?.is_none() {
-                return Err(Status::not_found(format!("project {project} not found")));
-            }
+        if let Some(project) = new.project_id
+            && self.store.project(caller, project).await?.is_none()
+        {
+            return Err(Status::not_found(format!("project {project} not found")));
         }
         let cost = self.prices.of(new.kind);
         let (row, created) = self.store.insert_job(caller, &new, cost).await?;
@@ -86,15 +86,13 @@ impl Jobs {
         } else {
             self.balance(caller).await?
         };
-        if created {
-            if let Err(status) = self.start(id, &new).await {
-                // Failed inline, or paid for but not started (canceled meanwhile, the database
-                // down): end it and give the credits back; both are idempotent. The code stays:
-                // a refusal is not worth retrying, an outage is.
-                let _ = self.fail(id, status.message()).await;
-                let message = format!("the job failed and its credits were refunded: {}", status.message());
-                return Err(Status::new(status.code(), message));
-            }
+        if created && let Err(status) = self.start(id, &new).await {
+            // Failed inline, or paid for but not started (canceled meanwhile, the database
+            // down): end it and give the credits back; both are idempotent. The code stays:
+            // a refusal is not worth retrying, an outage is.
+            let _ = self.fail(id, status.message()).await;
+            let message = format!("the job failed and its credits were refunded: {}", status.message());
+            return Err(Status::new(status.code(), message));
         }
         let row = self.store.find(caller, id).await?;
         let variants = match &row.result {

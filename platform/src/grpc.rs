@@ -96,10 +96,10 @@ impl RequireMesh {
 impl Interceptor for RequireMesh {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let identity = self.key.identify(request.metadata())?;
-        if let Some(allowed) = self.only {
-            if identity.user.is_some() || !allowed.contains(&identity.service.as_str()) {
-                return Err(Status::permission_denied(format!("{} may not call this service", identity.service)));
-            }
+        if let Some(allowed) = self.only
+            && (identity.user.is_some() || !allowed.contains(&identity.service.as_str()))
+        {
+            return Err(Status::permission_denied(format!("{} may not call this service", identity.service)));
         }
         Ok(request)
     }

@@ -109,10 +109,10 @@ pub fn clear_session_cookie(secure: bool) -> String {
 
 /// The session token in a request: `Authorization: Bearer` first, else the `cutx_token` cookie.
 pub fn token_from_headers(headers: &http::HeaderMap) -> Option<String> {
-    if let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some(token) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) {
-            return Some(token.trim().to_string());
-        }
+    if let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(token) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))
+    {
+        return Some(token.trim().to_string());
     }
     headers
         .get_all(http::header::COOKIE)

@@ -58,10 +58,10 @@ pub async fn unary<Req: prost::Message, Res: prost::Message + Default>(
     if !response.status().is_success() {
         return Err(Status::unknown(format!("HTTP {}", response.status())));
     }
-    if let Some(status) = status_from(&header_fields) {
-        if status.code() != Code::Ok {
-            return Err(status);
-        }
+    if let Some(status) = status_from(&header_fields)
+        && status.code() != Code::Ok
+    {
+        return Err(status);
     }
     let mut body = response.bytes().await.map_err(|e| Status::unavailable(e.to_string()))?;
     let mut message = None;

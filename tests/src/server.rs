@@ -10,6 +10,9 @@ use cutx::dev::{DevMesh, DevOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// Pipeline workers running in the test process, and the switch that stops them.
+type InProcessPipelines = (tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<anyhow::Result<()>>>);
+
 enum Running {
     Process(Child),
     InProcess(Option<DevMesh>),
@@ -81,7 +84,7 @@ async fn start_pipelines(
     jobs_url: &str,
     ports: [u16; 2],
     provider: Arc<dyn pipeline_svc::Provider>,
-) -> anyhow::Result<(tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<anyhow::Result<()>>>)> {
+) -> anyhow::Result<InProcessPipelines> {
     let var = |k: &str| env.iter().rev().find(|(name, _)| *name == k).map(|(_, v)| v.clone());
     let mesh = cutx_platform::mesh::MeshKey::new(&cutx_platform::secret::Secret::new(var("CUTX_MESH_SECRET").unwrap()));
     let visibility = Duration::from_secs(var("CUTX_QUEUE_VISIBILITY_SECS").and_then(|v| v.parse().ok()).unwrap_or(60));
@@ -159,7 +162,7 @@ pub struct Server {
     /// The distributed mesh's PostgreSQL database.
     pub database_url: Option<String>,
     /// Pipeline workers a distributed mesh runs in this process, and how to stop them.
-    in_process_pipelines: Option<(tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<anyhow::Result<()>>>)>,
+    in_process_pipelines: Option<InProcessPipelines>,
     /// The distributed mesh's own nats-server.
     pub nats: Option<crate::nats::NatsServer>,
     /// The distributed mesh's services by name (`jobs`, `pipeline-1`, ...), `http://addr`.

@@ -95,7 +95,12 @@ fn path_of(route: &RestRoute) -> http::uri::PathAndQuery {
     route.grpc_path().parse().expect("service and method names make a valid path")
 }
 
-async fn unary(state: &RestState, route: &RestRoute, channel: Channel, call: tonic::Request<Bytes>) -> Response {
+/// How long a REST call waits for its backend: a hung backend answers DEADLINE_EXCEEDED (504)
+/// instead of holding the connection open. Streams run until they end.
+const UNARY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn unary(state: &RestState, route: &RestRoute, channel: Channel, mut call: tonic::Request<Bytes>) -> Response {
+    call.set_timeout(UNARY_DEADLINE);
     let mut client = tonic::client::Grpc::new(channel);
     if let Err(e) = client.ready().await {
         return error_response(&state.pool, &Status::unavailable(format!("backend not ready: {e}")));

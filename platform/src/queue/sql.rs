@@ -273,12 +273,28 @@ impl Settle for SqlSettle {
 
     async fn dead_letter(&self, error: &str) -> Result<(), QueueError> {
         let txn = self.queue.db.begin().await.map_err(storage)?;
-        let Some(row) = message::Entity::find().filter(self.mine()).one(&txn).await.map_err(storage)? else {
+        // Write first: on SQLite a transaction that reads before it writes fails outright
+        // (SQLITE_BUSY_SNAPSHOT) if another connection wrote in between.
+        let settled = message::Entity::update_many()
+            .col_expr(message::Column::AckedAt, Expr::value(now_millis()))
+            .col_expr(message::Column::ClaimToken, Expr::value(Option::<String>::None))
+            .col_expr(message::Column::LastError, Expr::value(error.to_string()))
+            .filter(self.mine())
+            .exec(&txn)
+            .await
+            .map_err(storage)?;
+        if settled.rows_affected == 0 {
+            txn.rollback().await.map_err(storage)?;
             self.lost("dead-letter");
             return Ok(());
-        };
+        }
+        let row = message::Entity::find_by_id(self.id.clone())
+            .one(&txn)
+            .await
+            .map_err(storage)?
+            .ok_or_else(|| storage(format!("message {} vanished", self.id)))?;
         let letter = dead_letter::ActiveModel {
-            id: Set(row.id.clone()),
+            id: Set(row.id),
             topic: Set(row.topic),
             payload: Set(row.payload),
             deliveries: Set(i64::from(std::cmp::min(self.deliveries, MAX_DELIVERIES))),
@@ -287,14 +303,6 @@ impl Settle for SqlSettle {
         };
         dead_letter::Entity::insert(letter)
             .on_conflict_do_nothing_on([dead_letter::Column::Id])
-            .exec(&txn)
-            .await
-            .map_err(storage)?;
-        message::Entity::update_many()
-            .col_expr(message::Column::AckedAt, Expr::value(now_millis()))
-            .col_expr(message::Column::ClaimToken, Expr::value(Option::<String>::None))
-            .col_expr(message::Column::LastError, Expr::value(error.to_string()))
-            .filter(self.mine())
             .exec(&txn)
             .await
             .map_err(storage)?;

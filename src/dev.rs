@@ -182,7 +182,7 @@ impl DevMesh {
             workers,
             retry_base,
             heartbeat: visibility / 3,
-            worker_id: format!("pipeline pid {}", std::process::id()),
+            worker_id: pipeline_svc::process_worker_id(),
         };
         tasks.push(("pipeline", tokio::spawn(pipeline_svc::serve(pipeline_l, pipeline, until_stopped()))));
         tasks.push(("gateway", tokio::spawn(gateway.run_until_stopped(until_stopped()))));

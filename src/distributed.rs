@@ -387,7 +387,7 @@ pub async fn pipeline(args: PipelineArgs, shutdown: impl Future<Output = ()> + S
         workers: args.workers,
         retry_base: Duration::from_millis(args.retry_base_ms),
         heartbeat: visibility / 3,
-        worker_id: format!("pipeline pid {}", std::process::id()),
+        worker_id: pipeline_svc::process_worker_id(),
     };
     let listener = bind("pipeline", &args.listen).await?;
     pipeline_svc::serve(listener, config, shutdown).await

@@ -4,6 +4,7 @@
 use cutx_platform::error::{insufficient_credits, internal, invalid_field};
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::MeshKey;
+use cutx_platform::paging::Page;
 use cutx_proto::pb::{
     self, billing_internal_service_server::BillingInternalService, billing_service_server::BillingService,
 };
@@ -13,7 +14,6 @@ use crate::entry::EntryType;
 use crate::store::{Store, StoreError};
 
 const DEFAULT_PAGE: u64 = 50;
-const MAX_PAGE: u64 = 100;
 const MAX_KEY_LEN: usize = 200;
 
 impl From<StoreError> for Status {
@@ -52,21 +52,9 @@ impl BillingService for Billing {
     ) -> Result<Response<pb::ListLedgerResponse>, Status> {
         let caller = self.mesh.caller(&request)?;
         let pb::ListLedgerRequest { page_size, page_token } = request.into_inner();
-        let limit = match page_size {
-            0 => DEFAULT_PAGE,
-            n if n < 0 || n as u64 > MAX_PAGE => return Err(invalid_field("page_size", "must be between 1 and 100")),
-            n => n as u64,
-        };
-        let before = (!page_token.is_empty()).then_some(page_token);
-        if before.as_deref().is_some_and(|t| uuid::Uuid::parse_str(t).is_err()) {
-            return Err(invalid_field("page_token", "is not a token from a previous page"));
-        }
-        let rows = self.store.ledger(caller, before.as_deref(), limit).await?;
-        let next_page_token = if rows.len() as u64 == limit {
-            rows.last().map(|r| r.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let page = Page::parse(page_size, page_token, DEFAULT_PAGE)?;
+        let rows = self.store.ledger(caller, page.before.as_deref(), page.limit).await?;
+        let next_page_token = page.next_token(rows.iter().map(|r| r.id.as_str()));
         let entries = rows
             .into_iter()
             .map(|r| pb::LedgerEntry {

@@ -7,7 +7,8 @@ use tonic::{Request, Response, Status};
 
 use crate::Jobs;
 use crate::entity::project;
-use crate::service::{page_size, page_token};
+use crate::service::DEFAULT_PAGE;
+use cutx_platform::paging::Page;
 
 fn project_pb(p: project::Model) -> pb::Project {
     pb::Project {
@@ -47,13 +48,9 @@ impl ProjectService for Jobs {
     ) -> Result<Response<pb::ListProjectsResponse>, Status> {
         let caller = self.mesh.caller(&request)?;
         let pb::ListProjectsRequest { page_size: size, page_token: token } = request.into_inner();
-        let limit = page_size(size)?;
-        let rows = self.store.projects(caller, page_token(token)?, limit).await?;
-        let next_page_token = if rows.len() as u64 == limit {
-            rows.last().map(|r| r.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let page = Page::parse(size, token, DEFAULT_PAGE)?;
+        let rows = self.store.projects(caller, page.before.clone(), page.limit).await?;
+        let next_page_token = page.next_token(rows.iter().map(|r| r.id.as_str()));
         Ok(Response::new(pb::ListProjectsResponse {
             projects: rows.into_iter().map(project_pb).collect(),
             next_page_token,

@@ -18,32 +18,28 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::Jobs;
+use crate::entity::job;
 use crate::input::NewJob;
 use crate::kind::Kind;
 use crate::state::Status as JobStatus;
 use crate::store::{Changes, JobFilter, StoreError, status_of};
+use cutx_platform::paging::Page;
 
-const DEFAULT_PAGE: u64 = 20;
-const MAX_PAGE: u64 = 100;
+/// Jobs and projects listed per page when the caller does not say.
+pub(crate) const DEFAULT_PAGE: u64 = 20;
 
 pub(crate) fn parse_job_id(raw: &str) -> Result<JobId, Status> {
     raw.parse().map_err(|_| invalid_field("id", "must be a job id"))
 }
 
-pub(crate) fn page_size(raw: i32) -> Result<u64, Status> {
-    match raw {
-        0 => Ok(DEFAULT_PAGE),
-        n if n < 0 || n as u64 > MAX_PAGE => Err(invalid_field("page_size", "must be between 1 and 100")),
-        n => Ok(n as u64),
+/// The copy a synchronous job produced, as stored with it.
+fn variants_of(row: &job::Model) -> Result<Vec<pb::CopyVariant>, Status> {
+    match &row.result {
+        Some(bytes) => {
+            Ok(pb::RunSyncJobResponse::decode(bytes.as_slice()).map_err(|e| internal("stored result", e))?.variants)
+        }
+        None => Ok(Vec::new()),
     }
-}
-
-pub(crate) fn page_token(raw: String) -> Result<Option<String>, Status> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    uuid::Uuid::parse_str(&raw).map_err(|_| invalid_field("page_token", "is not a token from a previous page"))?;
-    Ok(Some(raw))
 }
 
 /// What a create call answers, whatever the kind.
@@ -95,12 +91,7 @@ impl Jobs {
             return Err(Status::new(status.code(), message));
         }
         let row = self.store.find(caller, id).await?;
-        let variants = match &row.result {
-            Some(bytes) => {
-                pb::RunSyncJobResponse::decode(bytes.as_slice()).map_err(|e| internal("stored result", e))?.variants
-            }
-            None => Vec::new(),
-        };
+        let variants = variants_of(&row)?;
         Ok(Created {
             job_id: row.id.clone(),
             status: status_of(&row)?.to_pb(),
@@ -213,18 +204,29 @@ impl Jobs {
         }
     }
 
-    pub(crate) async fn job_pb(&self, row: crate::entity::job::Model) -> Result<pb::Job, Status> {
-        let status = status_of(&row)?;
-        let kind = Kind::parse(&row.kind).map(|k| k.to_pb()).unwrap_or_default();
-        let mut outputs = Vec::new();
-        if status == JobStatus::Completed {
-            for o in self.store.outputs(&row.id).await? {
+    pub(crate) async fn job_pb(&self, row: job::Model) -> Result<pb::Job, Status> {
+        let mut jobs = self.jobs_pb(vec![row]).await?;
+        Ok(jobs.pop().expect("one job in, one job out"))
+    }
+
+    /// Jobs as their owner sees them, with signed URLs for the outputs of completed ones; the
+    /// outputs of a whole page come from one query.
+    pub(crate) async fn jobs_pb(&self, rows: Vec<job::Model>) -> Result<Vec<pb::Job>, Status> {
+        let completed: Vec<&str> =
+            rows.iter().filter(|r| r.status == JobStatus::Completed.as_str()).map(|r| r.id.as_str()).collect();
+        let mut outputs = self.store.outputs_of(&completed).await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let status = status_of(&row)?;
+            let kind = Kind::parse(&row.kind).map(|k| k.to_pb()).unwrap_or_default();
+            let mut files = Vec::new();
+            for o in outputs.remove(&row.id).unwrap_or_default() {
                 let signed = self
                     .media
                     .signed_url(&o.media_key, self.url_ttl)
                     .await
                     .map_err(|e| internal("signing a media url", e))?;
-                outputs.push(pb::JobOutput {
+                files.push(pb::JobOutput {
                     url: signed.url,
                     content_type: o.content_type,
                     width: o.width as u32,
@@ -233,27 +235,22 @@ impl Jobs {
                     url_expires_at: Some(cutx_platform::clock::to_timestamp(signed.expires_at_millis)),
                 });
             }
+            jobs.push(pb::Job {
+                variants: variants_of(&row)?,
+                id: row.id,
+                kind: kind as i32,
+                status: status.to_pb() as i32,
+                credits_used: row.cost,
+                project_id: row.project_id.unwrap_or_default(),
+                product_id: row.product_id.unwrap_or_default(),
+                outputs: files,
+                error: row.error.unwrap_or_default(),
+                created_at: Some(cutx_platform::clock::to_timestamp(row.created_at)),
+                updated_at: Some(cutx_platform::clock::to_timestamp(row.updated_at)),
+                idempotency_key: row.idempotency_key.unwrap_or_default(),
+            });
         }
-        let variants = match &row.result {
-            Some(bytes) => {
-                pb::RunSyncJobResponse::decode(bytes.as_slice()).map_err(|e| internal("stored result", e))?.variants
-            }
-            None => Vec::new(),
-        };
-        Ok(pb::Job {
-            id: row.id,
-            kind: kind as i32,
-            status: status.to_pb() as i32,
-            credits_used: row.cost,
-            project_id: row.project_id.unwrap_or_default(),
-            product_id: row.product_id.unwrap_or_default(),
-            outputs,
-            variants,
-            error: row.error.unwrap_or_default(),
-            created_at: Some(cutx_platform::clock::to_timestamp(row.created_at)),
-            updated_at: Some(cutx_platform::clock::to_timestamp(row.updated_at)),
-            idempotency_key: row.idempotency_key.unwrap_or_default(),
-        })
+        Ok(jobs)
     }
 }
 
@@ -328,7 +325,7 @@ impl JobService for Jobs {
     async fn list_jobs(&self, request: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
         let caller = self.mesh.caller(&request)?;
         let pb::ListJobsRequest { page_size: size, page_token: token, kind, status } = request.into_inner();
-        let limit = page_size(size)?;
+        let page = Page::parse(size, token, DEFAULT_PAGE)?;
         let kind = match pb::JobKind::try_from(kind) {
             Ok(pb::JobKind::Unspecified) => None,
             Ok(k) => Kind::from_pb(k).map(|k| k.as_str()),
@@ -339,17 +336,10 @@ impl JobService for Jobs {
             Ok(s) => JobStatus::from_pb(s).map(|s| s.as_str()),
             Err(_) => return Err(invalid_field("status", "must be a job status")),
         };
-        let rows = self.store.list(caller, JobFilter { kind, status, before: page_token(token)?, limit }).await?;
-        let next_page_token = if rows.len() as u64 == limit {
-            rows.last().map(|r| r.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in rows {
-            jobs.push(self.job_pb(row).await?);
-        }
-        Ok(Response::new(pb::ListJobsResponse { jobs, next_page_token }))
+        let filter = JobFilter { kind, status, before: page.before.clone(), limit: page.limit };
+        let rows = self.store.list(caller, filter).await?;
+        let next_page_token = page.next_token(rows.iter().map(|r| r.id.as_str()));
+        Ok(Response::new(pb::ListJobsResponse { jobs: self.jobs_pb(rows).await?, next_page_token }))
     }
 
     async fn cancel_job(

@@ -206,12 +206,25 @@ impl Store {
         Ok(query.order_by_desc(job::Column::Id).limit(filter.limit).all(&self.db).await?)
     }
 
-    pub async fn outputs(&self, id: &str) -> Result<Vec<output::Model>, StoreError> {
-        Ok(output::Entity::find()
-            .filter(output::Column::JobId.eq(id))
+    /// The stored files of each of these jobs, in order, by job id.
+    pub async fn outputs_of(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<output::Model>>, StoreError> {
+        let mut by_job: std::collections::HashMap<String, Vec<output::Model>> = std::collections::HashMap::new();
+        if ids.is_empty() {
+            return Ok(by_job);
+        }
+        let rows = output::Entity::find()
+            .filter(output::Column::JobId.is_in(ids.iter().copied()))
+            .order_by_asc(output::Column::JobId)
             .order_by_asc(output::Column::Position)
             .all(&self.db)
-            .await?)
+            .await?;
+        for row in rows {
+            by_job.entry(row.job_id.clone()).or_default().push(row);
+        }
+        Ok(by_job)
     }
 
     /// Records a job's stored files; recording the same position twice keeps the first.

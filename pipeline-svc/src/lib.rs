@@ -21,6 +21,11 @@ use tonic::transport::Channel;
 
 pub use provider::{LocalProvider, OutputFile, Produced, Provider, ProviderError, ProviderJob};
 
+/// How a pipeline process names itself in jobs' histories: `pipeline pid <pid>`.
+pub fn process_worker_id() -> String {
+    format!("pipeline pid {}", std::process::id())
+}
+
 pub struct PipelineConfig {
     pub mesh: MeshKey,
     /// jobs-svc, which the workers move jobs through.

@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod ids;
 pub mod media;
 pub mod mesh;
+pub mod paging;
 pub mod queue;
 pub mod secret;
 pub mod session;

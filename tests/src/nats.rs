@@ -8,16 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
+use crate::server::free_port;
+
 pub struct NatsServer {
     pub url: String,
     port: u16,
     monitor: u16,
     store: PathBuf,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl NatsServer {

@@ -133,7 +133,8 @@ async fn signal_and_wait(child: &mut Child) -> std::process::ExitStatus {
     tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exited within 60 s").unwrap()
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on right now (another process may take it before we bind it).
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -289,9 +290,8 @@ impl Server {
         std::fs::write(data_dir.join("secrets.json"), serde_json::json!({ "media": media_secret }).to_string())?;
         let database_url = infra.fresh_database().await;
         let nats = crate::nats::NatsServer::start(dir.path().join("nats")).await?;
-        let port = |_: &str| free_port();
         let (gateway, auth, jobs, billing, p1, p2) =
-            (port("g"), port("a"), port("j"), port("b"), port("p1"), port("p2"));
+            (free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
         let url = |p: u16| format!("http://127.0.0.1:{p}");
         let env: Vec<(&str, String)> = vec![
             ("CUTX_LOG", std::env::var("CUTX_LOG").unwrap_or_else(|_| "warn".into())),
@@ -365,12 +365,6 @@ impl Server {
             running: Running::Processes(children),
             _dir: dir,
         })
-    }
-
-    /// The processes of a distributed mesh that have exited, with how.
-    pub fn exited(&mut self) -> Vec<(String, std::process::ExitStatus)> {
-        let Running::Processes(children) = &mut self.running else { return Vec::new() };
-        children.iter_mut().filter_map(|(n, c)| Some((n.clone(), c.try_wait().ok()??))).collect()
     }
 
     /// The OS process id of one process of a distributed mesh.

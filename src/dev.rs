@@ -18,6 +18,7 @@ use pipeline_svc::{LocalProvider, Provider};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::remote::{FetchArgs, Outside, ReplicateArgs};
 use crate::secrets::Secrets;
 
 /// Puts a queue of a test's own in front of the real one.
@@ -29,8 +30,15 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     /// Where users reach the gateway, when not `http://<listen address>`.
     pub public_url: Option<String>,
-    /// Runs every job kind; the local providers unless a test plugs in another.
-    pub provider: Arc<dyn Provider>,
+    /// Runs every job kind; `None`: Replicate when `outside` has a token, else the local
+    /// providers. A test plugs in its own here.
+    pub provider: Option<Arc<dyn Provider>>,
+    /// The guarded HTTP client, Replicate and its models.
+    pub outside: Outside,
+    /// Replicate calls back at `<public url>/webhooks/replicate` (mounted on the one port)
+    /// instead of being polled; also on whenever the public URL is https.
+    pub webhooks: bool,
+    pub deadlines: jobs_svc::Deadlines,
     pub workers: usize,
     pub retry_base: Duration,
     /// How long a claimed message waits for its worker before another may take it.
@@ -47,7 +55,11 @@ impl DevOptions {
             listen,
             data_dir,
             public_url: None,
-            provider: Arc::new(LocalProvider::default()),
+            provider: None,
+            outside: Outside::build(&FetchArgs::default(), &ReplicateArgs::default())
+                .expect("the default outbound settings are valid"),
+            webhooks: false,
+            deadlines: jobs_svc::Deadlines::default(),
             workers: 2,
             retry_base: Duration::from_secs(2),
             visibility: Duration::from_secs(60),
@@ -84,6 +96,9 @@ impl DevMesh {
             data_dir,
             public_url,
             provider,
+            mut outside,
+            webhooks,
+            deadlines,
             workers,
             retry_base,
             visibility,
@@ -123,13 +138,26 @@ impl DevMesh {
             cutx_proto::PUBLIC_SERVICES.iter().chain(cutx_proto::DEV_SERVICES).map(|s| s.to_string()).collect();
         // The download route only verifies signatures; the URL base matters only when signing.
         let downloads = Arc::new(LocalMediaStore::new(media_dir.clone(), String::new(), signer.clone()));
+        // webhook-svc only stores files; signing URLs is jobs-svc's, with the public URL.
+        let webhook_media: Arc<dyn MediaStore> =
+            Arc::new(LocalMediaStore::new(media_dir.clone(), String::new(), signer.clone()));
+        let webhooks_router = webhook_svc::router(webhook_svc::WebhookConfig {
+            db: db.clone(),
+            mesh: mesh.clone(),
+            jobs: jobs_c.clone(),
+            media: webhook_media,
+            http: outside.http.clone(),
+            replicate: outside.replicate.clone(),
+            replicate_secret: outside.webhook_secret.clone(),
+            answer_within: Duration::from_secs(3),
+        });
         let gateway = Gateway::build(GatewayConfig {
             listen,
             backends,
             exposed_services: exposed,
             sessions: sessions.clone(),
             mesh: mesh.clone(),
-            extra_routes: downloads.router(),
+            extra_routes: downloads.router().merge(webhooks_router),
             max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
             cors: cutx_gateway::CorsOrigins::Any,
             revocations_from: Some(auth_c),
@@ -138,6 +166,10 @@ impl DevMesh {
         let addr = gateway.local_addr();
         let public_url = public_url.unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
         let media: Arc<dyn MediaStore> = Arc::new(LocalMediaStore::new(media_dir, public_url.clone(), signer));
+        if outside.webhook_url.is_none() && (webhooks || public_url.starts_with("https://")) {
+            outside.webhook_url = Some(format!("{public_url}/webhooks/replicate"));
+        }
+        let provider = provider.unwrap_or_else(|| outside.provider(media.clone(), LocalProvider::default()));
 
         let (stop, stopped) = watch::channel(false);
         let until_stopped = move || {
@@ -171,6 +203,9 @@ impl DevMesh {
             prices,
             url_ttl: Duration::from_secs(3600),
             housekeeping,
+            remote: outside.remote(),
+            deadlines,
+            unavailable: outside.unavailable(),
         };
         tasks.push(("jobs", tokio::spawn(jobs_svc::serve(jobs_l, jobs, until_stopped()))));
         let pipeline = pipeline_svc::PipelineConfig {
@@ -179,6 +214,7 @@ impl DevMesh {
             queue: job_queue,
             media,
             provider,
+            http: outside.http.clone(),
             workers,
             retry_base,
             heartbeat: visibility / 3,

@@ -18,6 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::{
     DatabaseArgs, MediaArgs, MediaBackend, MeshArgs, QueueArgs, QueueBackend, SessionArgs, listen_addr, service_url,
 };
+use crate::remote::{DeadlineArgs, FetchArgs, Outside, ReplicateArgs};
 
 fn channel(url: &str, var: &str) -> anyhow::Result<Channel> {
     Ok(cutx_platform::grpc::channel(&service_url(url, var)?)?)
@@ -255,6 +256,12 @@ pub struct JobsArgs {
     pub media_url_ttl_secs: u64,
     #[command(flatten)]
     pub prices: PriceArgs,
+    #[command(flatten)]
+    pub deadlines: DeadlineArgs,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    #[command(flatten)]
+    pub replicate: ReplicateArgs,
     /// How often the relay (re-publishing queued jobs) and the sweeper (settling jobs a crash
     /// left half-made) run.
     #[arg(long, env = "CUTX_HOUSEKEEPING_EVERY_SECS", default_value_t = 15)]
@@ -281,6 +288,8 @@ pub async fn jobs(args: JobsArgs, shutdown: impl Future<Output = ()> + Send) -> 
     let billing = channel(&args.billing_addr, "CUTX_BILLING_ADDR")?;
     let pipeline = balanced(&args.pipeline_addr, "CUTX_PIPELINE_ADDR")?;
     let prices = args.prices.prices()?;
+    let deadlines = args.deadlines.deadlines()?;
+    let outside = Outside::build(&args.fetch, &args.replicate)?;
     if args.sweep_age_secs < 5 {
         bail!("CUTX_SWEEP_AGE_SECS must be at least 5: a sweep must never catch a job still being created");
     }
@@ -298,6 +307,9 @@ pub async fn jobs(args: JobsArgs, shutdown: impl Future<Output = ()> + Send) -> 
             relay_age: Duration::from_secs(args.relay_age_secs),
             sweep_age: Duration::from_secs(args.sweep_age_secs),
         },
+        remote: outside.remote(),
+        deadlines,
+        unavailable: outside.unavailable(),
         db,
     };
     let listener = bind("jobs", &args.listen).await?;
@@ -367,23 +379,31 @@ pub struct PipelineArgs {
     pub queue: QueueArgs,
     #[command(flatten)]
     pub media: MediaArgs,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    #[command(flatten)]
+    pub replicate: ReplicateArgs,
 }
 
 pub async fn pipeline(args: PipelineArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let visibility = args.queue.visibility()?;
     let (mesh, jobs) = (args.mesh.key()?, channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?);
+    let outside = Outside::build(&args.fetch, &args.replicate)?;
     let db = match (&args.database_url, args.queue.queue) {
         (Some(url), QueueBackend::Sql) => {
             Some(DatabaseArgs { database_url: url.clone(), db_max_connections: 4 }.connect().await?)
         }
         _ => None,
     };
+    let media = media(&args.media).await?;
+    let local = pipeline_svc::LocalProvider::with_latency(Duration::from_millis(args.local_latency_ms));
     let config = pipeline_svc::PipelineConfig {
         mesh,
         jobs,
         queue: queue(&args.queue, db.as_ref()).await?,
-        media: media(&args.media).await?,
-        provider: Arc::new(pipeline_svc::LocalProvider::with_latency(Duration::from_millis(args.local_latency_ms))),
+        provider: outside.provider(media.clone(), local),
+        http: outside.http.clone(),
+        media,
         workers: args.workers,
         retry_base: Duration::from_millis(args.retry_base_ms),
         heartbeat: visibility / 3,
@@ -391,4 +411,45 @@ pub async fn pipeline(args: PipelineArgs, shutdown: impl Future<Output = ()> + S
     };
     let listener = bind("pipeline", &args.listen).await?;
     pipeline_svc::serve(listener, config, shutdown).await
+}
+
+#[derive(Args, Debug)]
+pub struct WebhookArgs {
+    #[arg(long, env = "CUTX_LISTEN", default_value = "127.0.0.1:8085")]
+    pub listen: String,
+    #[arg(long, env = "CUTX_JOBS_ADDR")]
+    pub jobs_addr: String,
+    /// A callback still being acted on after this long is answered 202 and finished meanwhile.
+    #[arg(long, env = "CUTX_WEBHOOK_ANSWER_WITHIN_MS", default_value_t = 3000)]
+    pub answer_within_ms: u64,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    #[command(flatten)]
+    pub replicate: ReplicateArgs,
+}
+
+pub async fn webhook(args: WebhookArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let (mesh, jobs) = (args.mesh.key()?, channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?);
+    let outside = Outside::build(&args.fetch, &args.replicate)?;
+    if outside.replicate.is_none() && outside.webhook_secret.is_none() {
+        bail!("cutx webhook needs CUTX_REPLICATE_TOKEN (to fetch the signing secret) or CUTX_REPLICATE_WEBHOOK_SECRET");
+    }
+    let config = webhook_svc::WebhookConfig {
+        db: args.db.connect().await?,
+        mesh,
+        jobs,
+        media: media(&args.media).await?,
+        http: outside.http.clone(),
+        replicate: outside.replicate.clone(),
+        replicate_secret: outside.webhook_secret.clone(),
+        answer_within: Duration::from_millis(args.answer_within_ms.max(1)),
+    };
+    let listener = bind("webhook", &args.listen).await?;
+    webhook_svc::serve(listener, config, shutdown).await
 }

@@ -31,6 +31,16 @@ enum Command {
         /// Queue consumers.
         #[arg(long, env = "CUTX_WORKERS", default_value_t = 2)]
         workers: usize,
+        /// With a Replicate token: let Replicate call back at <public url>/webhooks/replicate
+        /// instead of polling (on by itself when the public URL is https).
+        #[arg(long, env = "CUTX_REPLICATE_WEBHOOKS")]
+        replicate_webhooks: bool,
+        #[command(flatten)]
+        fetch: cutx::remote::FetchArgs,
+        #[command(flatten)]
+        replicate: cutx::remote::ReplicateArgs,
+        #[command(flatten)]
+        deadlines: cutx::remote::DeadlineArgs,
     },
     /// Applies the database schema (PostgreSQL or SQLite) and exits.
     Migrate(distributed::MigrateArgs),
@@ -44,6 +54,8 @@ enum Command {
     Billing(distributed::BillingArgs),
     /// Queue consumers and providers; run as many as you like.
     Pipeline(distributed::PipelineArgs),
+    /// Inbound webhooks (Replicate): verified, de-duplicated, turned into calls on jobs-svc.
+    Webhook(distributed::WebhookArgs),
 }
 
 async fn shutdown_signal() {
@@ -59,10 +71,17 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     cutx_platform::telemetry::init();
     match Cli::parse().command {
-        Command::Dev { listen, data_dir, public_url, workers } => {
+        Command::Dev { listen, data_dir, public_url, workers, replicate_webhooks, fetch, replicate, deadlines } => {
             let mut options = DevOptions::new(listen, data_dir.clone());
             options.public_url = public_url;
             options.workers = workers;
+            options.outside = cutx::remote::Outside::build(&fetch, &replicate)?;
+            options.webhooks = replicate_webhooks;
+            options.deadlines = deadlines.deadlines()?;
+            let provider = match options.outside.replicate.is_some() {
+                true => format!("Replicate ({})", replicate.replicate_base_url),
+                false => "local (set CUTX_REPLICATE_TOKEN for Replicate)".to_string(),
+            };
             let mesh = DevMesh::start(options).await?;
             let url = mesh.public_url().to_string();
             let data = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);
@@ -73,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
             println!("  sign in:   curl -X POST {url}/api/auth/magic-link -d '{{\"email\":\"you@example.com\"}}'");
             println!("             then open the link from the log or from {url}/api/dev/mailbox");
             println!("  data:      {}", data.display());
+            println!("  provider:  {provider}");
             mesh.run_until(shutdown_signal()).await
         }
         Command::Migrate(args) => distributed::migrate(args).await,
@@ -81,5 +101,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Jobs(args) => distributed::jobs(args, shutdown_signal()).await,
         Command::Billing(args) => distributed::billing(args, shutdown_signal()).await,
         Command::Pipeline(args) => distributed::pipeline(args, shutdown_signal()).await,
+        Command::Webhook(args) => distributed::webhook(args, shutdown_signal()).await,
     }
 }

@@ -95,6 +95,18 @@ impl JobService for FakeJobs {
     ) -> Result<Response<pb::GenerateVideoResponse>, Status> {
         Err(Status::unimplemented("not in this fake"))
     }
+    async fn generate_image_to_video(
+        &self,
+        _: Request<pb::GenerateImageToVideoRequest>,
+    ) -> Result<Response<pb::GenerateImageToVideoResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+    async fn generate_reframe(
+        &self,
+        _: Request<pb::GenerateReframeRequest>,
+    ) -> Result<Response<pb::GenerateReframeResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
     async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
         Ok(Response::new(pb::GetJobResponse { job: Some(job(&request.into_inner().id, pb::JobStatus::Queued)) }))
     }
@@ -177,7 +189,7 @@ fn bearer(sessions: &SessionKey, user: UserId) -> String {
 async fn a_signed_in_rest_call_reaches_the_backend_as_the_user_and_keeps_default_fields() {
     let mesh = spawn_mesh().await;
     let user = UserId::new();
-    let client = reqwest::Client::new();
+    let client = http();
     let response = client
         .get(format!("{}/api/credits/balance", mesh.base))
         .header("authorization", bearer(&mesh.sessions, user))
@@ -199,7 +211,7 @@ async fn a_signed_in_rest_call_reaches_the_backend_as_the_user_and_keeps_default
 #[tokio::test]
 async fn rest_errors_map_to_http_with_the_status_body() {
     let mesh = spawn_mesh().await;
-    let client = reqwest::Client::new();
+    let client = http();
     let auth = bearer(&mesh.sessions, UserId::new());
     let cases: Vec<(reqwest::RequestBuilder, u16, i64)> = vec![
         (client.get(format!("{}/api/credits/balance", mesh.base)), 401, 16),
@@ -232,7 +244,7 @@ async fn rest_errors_map_to_http_with_the_status_body() {
 #[tokio::test]
 async fn bad_rest_input_names_the_field_over_http() {
     let mesh = spawn_mesh().await;
-    let client = reqwest::Client::new();
+    let client = http();
     let cases = [
         ("{\"prompt\": 5}".to_string(), "prompt"),
         ("{\"style\": \"nope\"}".to_string(), "style"),
@@ -301,7 +313,13 @@ async fn internal_and_unknown_services_are_unimplemented() {
 async fn grpc_web_text_over_http1_reaches_the_backend() {
     use base64::Engine;
     let mesh = spawn_mesh().await;
-    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let client = {
+        cutx_platform::fetch::install_tls_provider();
+        reqwest::Client::builder()
+    }
+    .http1_only()
+    .build()
+    .unwrap();
     let frame = base64::engine::general_purpose::STANDARD.encode([0u8, 0, 0, 0, 0]);
     let response = client
         .post(format!("{}/cutx.v1.BillingService/GetBalance", mesh.base))
@@ -336,7 +354,13 @@ fn decode_concatenated_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError
 #[tokio::test]
 async fn grpc_web_over_http1_reaches_the_backend() {
     let mesh = spawn_mesh().await;
-    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let client = {
+        cutx_platform::fetch::install_tls_provider();
+        reqwest::Client::builder()
+    }
+    .http1_only()
+    .build()
+    .unwrap();
     // One uncompressed frame holding the empty GetBalanceRequest.
     let frame = vec![0u8, 0, 0, 0, 0];
     let response = client
@@ -403,7 +427,7 @@ async fn reflection_lists_only_what_is_exposed_and_health_serves() {
 #[tokio::test]
 async fn openapi_and_extra_routes_are_served_and_anything_else_is_404() {
     let mesh = spawn_mesh().await;
-    let client = reqwest::Client::new();
+    let client = http();
     let doc: serde_json::Value =
         client.get(format!("{}/api/openapi.json", mesh.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
@@ -417,7 +441,7 @@ async fn openapi_and_extra_routes_are_served_and_anything_else_is_404() {
 #[tokio::test]
 async fn a_cors_preflight_mirrors_the_origin_with_credentials() {
     let mesh = spawn_mesh().await;
-    let response = reqwest::Client::new()
+    let response = http()
         .request(reqwest::Method::OPTIONS, format!("{}/api/credits/balance", mesh.base))
         .header("origin", "https://studio.example")
         .header("access-control-request-method", "GET")
@@ -435,7 +459,7 @@ async fn a_cors_preflight_mirrors_the_origin_with_credentials() {
 #[tokio::test]
 async fn path_parameters_fill_the_request_and_timestamps_render_as_rfc3339() {
     let mesh = spawn_mesh().await;
-    let response = reqwest::get(format!("{}/api/jobs/job%201", mesh.base)).await.unwrap();
+    let response = http().get(format!("{}/api/jobs/job%201", mesh.base)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["job"]["id"], "job 1");
@@ -447,7 +471,7 @@ async fn path_parameters_fill_the_request_and_timestamps_render_as_rfc3339() {
 #[tokio::test]
 async fn a_server_stream_over_rest_is_ndjson_ending_with_an_error_line() {
     let mesh = spawn_mesh().await;
-    let response = reqwest::get(format!("{}/api/jobs/j1/watch", mesh.base)).await.unwrap();
+    let response = http().get(format!("{}/api/jobs/j1/watch", mesh.base)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     let text = response.text().await.unwrap();
@@ -459,6 +483,12 @@ async fn a_server_stream_over_rest_is_ndjson_ending_with_an_error_line() {
     assert_eq!(lines[2]["error"]["message"], "the job went away");
 
     // A stream refused before its first message is an ordinary HTTP error.
-    let refused = reqwest::get(format!("{}/api/jobs/missing/watch", mesh.base)).await.unwrap();
+    let refused = http().get(format!("{}/api/jobs/missing/watch", mesh.base)).send().await.unwrap();
     assert_eq!(refused.status(), 404);
+}
+
+/// reqwest needs the workspace's TLS provider installed before a client is built.
+fn http() -> reqwest::Client {
+    cutx_platform::fetch::install_tls_provider();
+    reqwest::Client::new()
 }

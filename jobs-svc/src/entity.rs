@@ -44,6 +44,8 @@ pub mod job {
         pub lease_owner: Option<String>,
         pub lease_until: Option<i64>,
         pub refunded_at: Option<i64>,
+        pub provider_deadline: Option<i64>,
+        pub provider_heard_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,9 @@ use tonic::Status;
 
 use crate::kind::Kind;
 
+mod media;
+pub use media::media_ref_mut;
+
 pub const PROMPT_CHARS: std::ops::RangeInclusive<usize> = 5..=1000;
 pub const MAX_CUSTOM_INSTRUCTIONS: usize = 500;
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;

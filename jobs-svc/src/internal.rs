@@ -8,12 +8,15 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::Jobs;
+use crate::entity::job;
 use crate::kind::Kind;
 use crate::service::parse_job_id;
 use crate::state::Status as JobStatus;
 use crate::store::{Changes, Lease, StoreError, lease_allows, status_of};
 
-fn job_id(raw: &str) -> Result<cutx_platform::ids::JobId, Status> {
+use cutx_platform::ids::JobId;
+
+fn job_id(raw: &str) -> Result<JobId, Status> {
     parse_job_id(raw).map_err(|_| cutx_platform::error::invalid_field("job_id", "must be a job id"))
 }
 
@@ -42,7 +45,9 @@ impl JobInternalService for Jobs {
         }
         let mut busy = false;
         let mut retry_after_ms = 0;
-        if !proceed && status == JobStatus::Processing {
+        // Handed to a provider: its callback or the reconciler ends it, no delivery does.
+        let submitted = row.provider_ref.is_some();
+        if !proceed && status == JobStatus::Processing && !submitted {
             // Its worker died (the lease ran out), or a duplicate message met a live worker.
             if self.store.take_over(id, &lease, now).await? {
                 self.store.record_note(id, JobStatus::Processing, &format!("retaken by {who}")).await?;
@@ -90,33 +95,106 @@ impl JobInternalService for Jobs {
         &self,
         request: Request<pb::CompleteJobRequest>,
     ) -> Result<Response<pb::CompleteJobResponse>, Status> {
-        let pb::CompleteJobRequest { job_id: raw, outputs, lease_token } = request.into_inner();
+        let pb::CompleteJobRequest { job_id: raw, outputs, lease_token, prediction_id } = request.into_inner();
         let id = job_id(&raw)?;
         let row = self.store.find_for_worker(id).await?;
         if status_of(&row)? != JobStatus::Processing {
             // Completed already (a duplicate), or canceled/failed meanwhile: nothing to do.
             return Ok(Response::new(pb::CompleteJobResponse { status: status_of(&row)?.to_pb() as i32 }));
         }
-        if !lease_allows(&row, &lease_token, cutx_platform::clock::now_millis()) {
-            return Err(StoreError::LeaseHeld(id).into());
-        }
-        self.store.add_outputs(id, &outputs).await?;
-        let status = match self.store.transition(id, JobStatus::Completed, "completed", Changes::default()).await {
-            Ok(moved) => moved.to,
-            Err(StoreError::Refused { .. }) => status_of(&self.store.find_for_worker(id).await?)?,
-            Err(e) => return Err(e.into()),
+        check_holder(&row, id, &lease_token, &prediction_id)?;
+        let note = if prediction_id.is_empty() {
+            "completed".to_string()
+        } else {
+            format!("completed from prediction {prediction_id}")
         };
+        let status = self.complete_with(id, &outputs, &note).await?;
         Ok(Response::new(pb::CompleteJobResponse { status: status.to_pb() as i32 }))
     }
 
     async fn fail_job(&self, request: Request<pb::FailJobRequest>) -> Result<Response<pb::FailJobResponse>, Status> {
-        let pb::FailJobRequest { job_id: raw, error, lease_token } = request.into_inner();
+        let pb::FailJobRequest { job_id: raw, error, lease_token, prediction_id } = request.into_inner();
         let id = job_id(&raw)?;
         let row = self.store.find_for_worker(id).await?;
-        if !lease_allows(&row, &lease_token, cutx_platform::clock::now_millis()) {
-            return Err(StoreError::LeaseHeld(id).into());
+        if status_of(&row)? == JobStatus::Processing {
+            check_holder(&row, id, &lease_token, &prediction_id)?;
         }
         let status = self.fail(id, &error).await?;
         Ok(Response::new(pb::FailJobResponse { status: status.to_pb() as i32 }))
+    }
+
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let pb::SubmitJobRequest { job_id: raw, lease_token, provider, prediction_id, model } = request.into_inner();
+        let id = job_id(&raw)?;
+        if prediction_id.is_empty() {
+            return Err(cutx_platform::error::invalid_field("prediction_id", "is required"));
+        }
+        let row = self.store.find_for_worker(id).await?;
+        let status = status_of(&row)?;
+        if status != JobStatus::Processing || row.provider_ref.as_deref() == Some(prediction_id.as_str()) {
+            // Canceled meanwhile (the worker cancels the prediction), or a repeated call.
+            return Ok(Response::new(pb::SubmitJobResponse { status: status.to_pb() as i32 }));
+        }
+        let deadline = cutx_platform::clock::now_millis() + self.deadlines.run_for.as_millis() as i64;
+        let note = format!("submitted to {provider} ({model}) as prediction {prediction_id}");
+        if !self.store.submit(id, &lease_token, &prediction_id, deadline, &note).await? {
+            return Err(StoreError::LeaseHeld(id).into());
+        }
+        Ok(Response::new(pb::SubmitJobResponse { status: JobStatus::Processing.to_pb() as i32 }))
+    }
+
+    async fn record_job_progress(
+        &self,
+        request: Request<pb::RecordJobProgressRequest>,
+    ) -> Result<Response<pb::RecordJobProgressResponse>, Status> {
+        let pb::RecordJobProgressRequest { job_id: raw, prediction_id, message } = request.into_inner();
+        let id = job_id(&raw)?;
+        let row = self.store.find_for_worker(id).await?;
+        match &row.provider_ref {
+            None if status_of(&row)? == JobStatus::Processing => return Err(not_handed_over(id)),
+            Some(ours) if *ours == prediction_id => {}
+            _ => return Err(StoreError::LeaseHeld(id).into()),
+        }
+        self.store.heard(id, &message).await?;
+        Ok(Response::new(pb::RecordJobProgressResponse {}))
+    }
+}
+
+/// Whether the caller may settle a processing job: the delivery whose lease holds it, or, for
+/// a job handed to a provider, a callback about that job's own prediction.
+fn check_holder(row: &job::Model, id: JobId, lease_token: &str, prediction_id: &str) -> Result<(), Status> {
+    let allowed = match (&row.provider_ref, prediction_id.is_empty()) {
+        (Some(ours), false) => ours == prediction_id,
+        // Handed to a provider: no delivery settles it any more.
+        (Some(_), true) => false,
+        // A callback faster than the worker's SubmitJob: the sender tries again shortly.
+        (None, false) => return Err(not_handed_over(id)),
+        (None, true) => lease_allows(row, lease_token, cutx_platform::clock::now_millis()),
+    };
+    if allowed { Ok(()) } else { Err(StoreError::LeaseHeld(id).into()) }
+}
+
+fn not_handed_over(id: JobId) -> Status {
+    Status::unavailable(format!("job {id} has not been handed to its provider yet"))
+}
+
+impl Jobs {
+    /// Records a job's stored files and completes it; completing a completed job changes
+    /// nothing, and a job that ended otherwise meanwhile keeps its end.
+    pub(crate) async fn complete_with(
+        &self,
+        id: JobId,
+        outputs: &[pb::StoredOutput],
+        note: &str,
+    ) -> Result<JobStatus, Status> {
+        self.store.add_outputs(id, outputs).await?;
+        match self.store.transition(id, JobStatus::Completed, note, Changes::default()).await {
+            Ok(moved) => Ok(moved.to),
+            Err(StoreError::Refused { .. }) => Ok(status_of(&self.store.find_for_worker(id).await?)?),
+            Err(e) => Err(e.into()),
+        }
     }
 }

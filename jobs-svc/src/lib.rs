@@ -6,6 +6,7 @@ mod input;
 mod internal;
 pub mod kind;
 mod projects;
+mod reconcile;
 mod service;
 pub mod state;
 pub mod store;
@@ -29,6 +30,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub use kind::{Kind, Prices};
+pub use reconcile::{Deadlines, RemoteProvider};
+pub use service::REASON_PROVIDER_NOT_CONFIGURED;
 use store::{Store, StoreError};
 
 impl From<StoreError> for Status {
@@ -63,6 +66,11 @@ pub struct JobsConfig {
     /// How long a signed output URL works.
     pub url_ttl: Duration,
     pub housekeeping: Housekeeping,
+    /// Where jobs handed to a provider are asked about and canceled; `None` without one.
+    pub remote: Option<RemoteProvider>,
+    pub deadlines: Deadlines,
+    /// Kinds refused at creation (nothing charged), with the message that says how to enable them.
+    pub unavailable: std::collections::HashMap<Kind, String>,
 }
 
 /// jobs-svc's state, shared by its three gRPC services.
@@ -77,11 +85,27 @@ pub struct Jobs {
     media: Arc<dyn MediaStore>,
     prices: Prices,
     url_ttl: Duration,
+    remote: Option<RemoteProvider>,
+    deadlines: Deadlines,
+    unavailable: Arc<std::collections::HashMap<Kind, String>>,
 }
 
 impl Jobs {
     pub fn new(config: JobsConfig) -> Self {
-        let JobsConfig { db, mesh, billing, pipeline, queue, media, prices, url_ttl, housekeeping: _ } = config;
+        let JobsConfig {
+            db,
+            mesh,
+            billing,
+            pipeline,
+            queue,
+            media,
+            prices,
+            url_ttl,
+            housekeeping: _,
+            remote,
+            deadlines,
+            unavailable,
+        } = config;
         Self {
             store: Store::new(db),
             billing: BillingInternalServiceClient::new(mesh_channel(billing.clone(), mesh.clone(), "jobs")),
@@ -92,6 +116,9 @@ impl Jobs {
             media,
             prices,
             url_ttl,
+            remote,
+            deadlines,
+            unavailable: Arc::new(unavailable),
         }
     }
 
@@ -183,12 +210,15 @@ pub async fn serve(
                 if let Err(e) = jobs.sweep_once(housekeeping.sweep_age).await {
                     tracing::warn!(error = %e, "sweeper");
                 }
+                if let Err(e) = jobs.reconcile_once().await {
+                    tracing::warn!(error = %e, "reconciler");
+                }
             }
         })
     };
     let public = RequireMesh::any(jobs.mesh.clone());
-    // The pipeline workers move jobs; webhook-svc will too.
-    let internal = RequireMesh::services(jobs.mesh.clone(), &["pipeline"]);
+    // The pipeline workers and webhook-svc move jobs.
+    let internal = RequireMesh::services(jobs.mesh.clone(), &["pipeline", "webhook"]);
     let router = cutx_platform::grpc::server()
         .add_service(InterceptedService::new(JobServiceServer::new(jobs.clone()), public.clone()))
         .add_service(InterceptedService::new(ProjectServiceServer::new(jobs.clone()), public))

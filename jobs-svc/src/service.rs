@@ -10,6 +10,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use cutx_platform::error::{REASON_INSUFFICIENT_CREDITS, internal, invalid_field};
+
+/// The `ErrorInfo` reason of a kind refused because no provider for it is configured.
+pub const REASON_PROVIDER_NOT_CONFIGURED: &str = "PROVIDER_NOT_CONFIGURED";
 use cutx_platform::ids::JobId;
 use cutx_platform::queue::OutgoingMessage;
 use cutx_proto::pb::{self, job_service_server::JobService};
@@ -54,7 +57,15 @@ struct Created {
 impl Jobs {
     async fn create(&self, request: Request<NewJob>) -> Result<Created, Status> {
         let caller = self.mesh.caller(&request)?;
-        let new = request.into_inner();
+        let mut new = request.into_inner();
+        if let Some(why) = self.unavailable.get(&new.kind) {
+            return Err(cutx_platform::error::with_reason(
+                tonic::Code::FailedPrecondition,
+                why.clone(),
+                REASON_PROVIDER_NOT_CONFIGURED,
+            ));
+        }
+        self.resolve_source(caller, &mut new).await?;
         if let Some(project) = new.project_id
             && self.store.project(caller, project).await?.is_none()
         {
@@ -99,6 +110,34 @@ impl Jobs {
             credits_remaining: remaining,
             variants,
         })
+    }
+
+    /// Points a job that starts from an earlier job's output at that stored file: it must be
+    /// one of the caller's completed jobs, with a file of a type this kind can start from.
+    async fn resolve_source(&self, caller: cutx_platform::mesh::Caller, new: &mut NewJob) -> Result<(), Status> {
+        let kind = new.kind;
+        let Some((field, media)) = crate::input::media_ref_mut(&mut new.input) else { return Ok(()) };
+        if media.job_id.is_empty() {
+            return Ok(());
+        }
+        let id: JobId = media.job_id.parse().map_err(|_| invalid_field(field, "must be a job id"))?;
+        let output = match self.store.first_output(caller, id).await {
+            Ok(found) => found,
+            Err(StoreError::JobNotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(output) = output else {
+            return Err(invalid_field(field, "must be one of your completed jobs with an output"));
+        };
+        let fits = output.content_type.starts_with("image/")
+            || (kind == Kind::Reframe && output.content_type.starts_with("video/"));
+        if !fits {
+            let wanted = if kind == Kind::Reframe { "an image or a video" } else { "an image" };
+            return Err(invalid_field(field, format!("must be a job whose output is {wanted}")));
+        }
+        media.media_key = output.media_key;
+        media.content_type = output.content_type;
+        Ok(())
     }
 
     /// The caller's balance, asked of billing-svc on the caller's behalf.
@@ -248,6 +287,7 @@ impl Jobs {
                 created_at: Some(cutx_platform::clock::to_timestamp(row.created_at)),
                 updated_at: Some(cutx_platform::clock::to_timestamp(row.updated_at)),
                 idempotency_key: row.idempotency_key.unwrap_or_default(),
+                prediction_id: row.provider_ref.unwrap_or_default(),
             });
         }
         Ok(jobs)
@@ -258,10 +298,6 @@ impl Jobs {
 fn parse<T, U: TryFrom<T, Error = Status>>(request: Request<T>) -> Result<Request<U>, Status> {
     let (metadata, extensions, message) = request.into_parts();
     Ok(Request::from_parts(metadata, extensions, U::try_from(message)?))
-}
-
-fn unimplemented(what: &str) -> Status {
-    Status::unimplemented(format!("{what} jobs are not served yet"))
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchJobResponse, Status>> + Send>>;
@@ -304,7 +340,13 @@ impl JobService for Jobs {
         request: Request<pb::GenerateVoiceoverRequest>,
     ) -> Result<Response<pb::GenerateVoiceoverResponse>, Status> {
         self.mesh.caller(&request)?;
-        Err(unimplemented("voice-over"))
+        let c = self.create(parse(request)?).await?;
+        Ok(Response::new(pb::GenerateVoiceoverResponse {
+            job_id: c.job_id,
+            status: c.status as i32,
+            credits_used: c.credits_used,
+            credits_remaining: c.credits_remaining,
+        }))
     }
 
     async fn generate_video(
@@ -312,7 +354,41 @@ impl JobService for Jobs {
         request: Request<pb::GenerateVideoRequest>,
     ) -> Result<Response<pb::GenerateVideoResponse>, Status> {
         self.mesh.caller(&request)?;
-        Err(unimplemented("video"))
+        let c = self.create(parse(request)?).await?;
+        Ok(Response::new(pb::GenerateVideoResponse {
+            job_id: c.job_id,
+            status: c.status as i32,
+            credits_used: c.credits_used,
+            credits_remaining: c.credits_remaining,
+        }))
+    }
+
+    async fn generate_image_to_video(
+        &self,
+        request: Request<pb::GenerateImageToVideoRequest>,
+    ) -> Result<Response<pb::GenerateImageToVideoResponse>, Status> {
+        self.mesh.caller(&request)?;
+        let c = self.create(parse(request)?).await?;
+        Ok(Response::new(pb::GenerateImageToVideoResponse {
+            job_id: c.job_id,
+            status: c.status as i32,
+            credits_used: c.credits_used,
+            credits_remaining: c.credits_remaining,
+        }))
+    }
+
+    async fn generate_reframe(
+        &self,
+        request: Request<pb::GenerateReframeRequest>,
+    ) -> Result<Response<pb::GenerateReframeResponse>, Status> {
+        self.mesh.caller(&request)?;
+        let c = self.create(parse(request)?).await?;
+        Ok(Response::new(pb::GenerateReframeResponse {
+            job_id: c.job_id,
+            status: c.status as i32,
+            credits_used: c.credits_used,
+            credits_remaining: c.credits_remaining,
+        }))
     }
 
     async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
@@ -352,6 +428,9 @@ impl JobService for Jobs {
         self.store.transition(id, JobStatus::Canceled, "canceled by its owner", Changes::default()).await?;
         self.refund(id).await;
         let row = self.store.find(caller, id).await?;
+        if let Some(prediction) = &row.provider_ref {
+            self.cancel_prediction(id, prediction).await;
+        }
         Ok(Response::new(pb::CancelJobResponse { job: Some(self.job_pb(row).await?) }))
     }
 

@@ -133,6 +133,8 @@ impl Store {
             lease_owner: Set(None),
             lease_until: Set(None),
             refunded_at: Set(None),
+            provider_deadline: Set(None),
+            provider_heard_at: Set(None),
         };
         let txn = self.db.begin().await?;
         let inserted = job::Entity::insert(row).exec_without_returning(&txn).await;
@@ -307,6 +309,8 @@ impl Store {
             .col_expr(job::Column::LeaseUntil, Expr::value(lease.until))
             .filter(job::Column::Id.eq(id.to_string()))
             .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            // A job handed to a provider is the provider's: no delivery takes it back.
+            .filter(job::Column::ProviderRef.is_null())
             .filter(free)
             .exec(&self.db)
             .await?;
@@ -362,14 +366,93 @@ impl Store {
             .await?)
     }
 
-    /// Processing jobs whose lease ran out before `before` (millis): no worker holds them.
+    /// Processing jobs whose lease ran out before `before` (millis): no worker holds them, and
+    /// no provider either (those are the reconciler's).
     pub async fn orphaned(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
         Ok(job::Entity::find()
             .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(job::Column::ProviderRef.is_null())
             .filter(job::Column::LeaseUntil.lt(before))
             .order_by_asc(job::Column::LeaseUntil)
             .limit(limit)
             .all(&self.db)
+            .await?)
+    }
+
+    /// Hands a processing job that `lease` holds to a provider: records the prediction and its
+    /// deadline and ends the lease, in one transaction with the note in its history. False when
+    /// the lease is no longer this delivery's (or the job was handed over already).
+    pub async fn submit(
+        &self,
+        id: JobId,
+        lease_token: &str,
+        prediction_id: &str,
+        deadline: i64,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        let now = now_millis();
+        let txn = self.db.begin().await?;
+        let handed = job::Entity::update_many()
+            .col_expr(job::Column::ProviderRef, Expr::value(prediction_id))
+            .col_expr(job::Column::ProviderDeadline, Expr::value(deadline))
+            .col_expr(job::Column::ProviderHeardAt, Expr::value(now))
+            .col_expr(job::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(job::Column::LeaseUntil, Expr::value(Option::<i64>::None))
+            .filter(job::Column::Id.eq(id.to_string()))
+            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(job::Column::LeaseOwner.eq(lease_token))
+            .filter(job::Column::ProviderRef.is_null())
+            .exec(&txn)
+            .await?;
+        if handed.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        record(&txn, id, Some(Status::Processing), Status::Processing, note).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Records that the provider told us something about a job (a callback, or an answer to
+    /// the reconciler), with a note in the job's history.
+    pub async fn heard(&self, id: JobId, note: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        job::Entity::update_many()
+            .col_expr(job::Column::ProviderHeardAt, Expr::value(now_millis()))
+            .filter(job::Column::Id.eq(id.to_string()))
+            .exec(&txn)
+            .await?;
+        let row = job::Entity::find_by_id(id.to_string()).one(&txn).await?.ok_or(StoreError::JobNotFound(id))?;
+        let status = status_of(&row)?;
+        record(&txn, id, Some(status), status, note).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Jobs handed to a provider that have not been heard of since `before` (millis), or whose
+    /// deadline has passed: the reconciler asks the provider about them.
+    pub async fn quiet_submissions(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
+        let quiet = job::Column::ProviderHeardAt.lt(before).or(job::Column::ProviderDeadline.lt(now_millis()));
+        Ok(job::Entity::find()
+            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(job::Column::ProviderRef.is_not_null())
+            .filter(quiet)
+            .order_by_asc(job::Column::ProviderHeardAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The first stored output of one of the caller's completed jobs, to start another job from.
+    pub async fn first_output(&self, caller: Caller, id: JobId) -> Result<Option<output::Model>, StoreError> {
+        let job = self.find(caller, id).await?;
+        if status_of(&job)? != Status::Completed {
+            return Ok(None);
+        }
+        Ok(output::Entity::find()
+            .filter(output::Column::JobId.eq(id.to_string()))
+            .order_by_asc(output::Column::Position)
+            .one(&self.db)
             .await?)
     }
 

@@ -12,6 +12,8 @@ mod m20261128_000003_jobs;
 mod m20261128_000004_queue;
 mod m20261128_000005_job_leases;
 mod m20261128_000006_revoked_sessions;
+mod m20261202_000007_job_predictions;
+mod m20261202_000008_webhooks;
 
 pub struct Migrator;
 
@@ -25,6 +27,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_queue::Migration),
             Box::new(m20261128_000005_job_leases::Migration),
             Box::new(m20261128_000006_revoked_sessions::Migration),
+            Box::new(m20261202_000007_job_predictions::Migration),
+            Box::new(m20261202_000008_webhooks::Migration),
         ]
     }
 }

@@ -2,8 +2,13 @@
 //! it moves jobs only by calling jobs-svc.
 
 pub mod copywriter;
+pub mod motion;
 pub mod provider;
+pub mod reframe;
 pub mod render;
+mod replicate;
+mod sources;
+pub mod speech;
 mod sync;
 mod worker;
 
@@ -19,7 +24,12 @@ use cutx_proto::pb::pipeline_internal_service_server::PipelineInternalServiceSer
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-pub use provider::{LocalProvider, OutputFile, Produced, Provider, ProviderError, ProviderJob};
+pub use provider::{
+    Dispatched, LocalProvider, OutputFile, Produced, Provider, ProviderError, ProviderJob, Submission,
+    UGC_NEEDS_PROVIDER,
+};
+pub use replicate::ReplicateProvider;
+pub use sources::Sources;
 
 /// How a pipeline process names itself in jobs' histories: `pipeline pid <pid>`.
 pub fn process_worker_id() -> String {
@@ -33,6 +43,8 @@ pub struct PipelineConfig {
     pub queue: Arc<dyn JobQueue>,
     pub media: Arc<dyn MediaStore>,
     pub provider: Arc<dyn Provider>,
+    /// Fetches the URLs jobs start from (the one guarded client).
+    pub http: cutx_platform::fetch::GuardedClient,
     /// Queue consumers in this process.
     pub workers: usize,
     /// The first retry waits this long; each later one twice as long as the one before.
@@ -50,7 +62,9 @@ pub async fn serve(
     config: PipelineConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let sources = Sources::new(config.media.clone(), config.http);
     let worker = worker::Worker {
+        sources: sources.clone(),
         jobs: JobInternalServiceClient::new(mesh_channel(config.jobs, config.mesh.clone(), "pipeline")),
         queue: config.queue,
         media: config.media,
@@ -62,7 +76,7 @@ pub async fn serve(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let consumers: Vec<_> =
         (0..config.workers.max(1)).map(|_| tokio::spawn(worker.clone().run(stopped.clone()))).collect();
-    let sync = PipelineInternalServiceServer::new(sync::SyncRunner { provider: config.provider });
+    let sync = PipelineInternalServiceServer::new(sync::SyncRunner { provider: config.provider, sources });
     let router = cutx_platform::grpc::server()
         .add_service(InterceptedService::new(sync, RequireMesh::services(config.mesh, &["jobs"])));
     let served = cutx_platform::grpc::serve(router, listener, shutdown).await;

@@ -1,19 +1,25 @@
 //! Providers: what actually makes a job's output. pipeline-svc routes every job, synchronous or
-//! queued, to its `Provider`; the embedded default's is [`LocalProvider`], and tests plug in
-//! their own through the same trait.
+//! queued, to its `Provider`; the embedded default's is [`LocalProvider`], a configured
+//! Replicate token makes it [`crate::ReplicateProvider`], and tests plug in their own through
+//! the same trait.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cutx_platform::aspect::AspectRatio;
 use cutx_proto::pb;
 
-use crate::{copywriter, render};
+use crate::sources::Sources;
+use crate::{copywriter, motion, reframe, render, speech};
 
 /// A job as a provider sees it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProviderJob {
     pub job_id: String,
     pub input: pb::JobInput,
+    /// Reads the pictures and clips a job starts from.
+    pub sources: Sources,
 }
 
 /// A file a provider made.
@@ -26,11 +32,28 @@ pub struct OutputFile {
     pub height: u32,
 }
 
-/// What a provider made: files (queued kinds) or copy (the copy kind).
+/// What a provider made: files to store (queued kinds), files it stored itself, or copy.
 #[derive(Debug, Clone, Default)]
 pub struct Produced {
     pub files: Vec<OutputFile>,
     pub variants: Vec<pb::CopyVariant>,
+    /// Outputs already in the media store (a remote provider's, copied as they came).
+    pub stored: Vec<pb::StoredOutput>,
+}
+
+/// A job handed to an outside provider that finishes it later and calls back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub provider: &'static str,
+    pub prediction_id: String,
+    pub model: String,
+}
+
+/// What dispatching a job did.
+#[derive(Debug, Clone)]
+pub enum Dispatched {
+    Made(Produced),
+    Submitted(Submission),
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -45,49 +68,116 @@ pub enum ProviderError {
 
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
+    /// Makes the job's output here and now.
     async fn run(&self, job: &ProviderJob) -> Result<Produced, ProviderError>;
+
+    /// Starts a queued job: makes it now, or hands it to an outside provider that calls back.
+    async fn dispatch(&self, job: &ProviderJob) -> Result<Dispatched, ProviderError> {
+        self.run(job).await.map(Dispatched::Made)
+    }
+
+    /// Withdraws a submission nobody wants any more (its job was canceled meanwhile).
+    async fn withdraw(&self, _submission: &Submission) {}
 }
 
-/// No keys, no network: the template copywriter and the local renderer.
+/// The message that tells a user how to get the avatar kind on the embedded default.
+pub const UGC_NEEDS_PROVIDER: &str =
+    "ugc_video jobs need a remote provider: set CUTX_REPLICATE_TOKEN (or --replicate-token) to enable them";
+
+/// Longest side of local clips and reframed pictures.
+const LOCAL_CLIP_SIDE: u32 = 480;
+const LOCAL_REFRAME_SIDE: u32 = 1080;
+
+/// No keys, no network: the template copywriter and the local renderers.
 #[derive(Debug, Clone, Default)]
 pub struct LocalProvider {
     /// Extra time each queued job takes, to behave like a remote model (demos, crash tests).
-    latency: std::time::Duration,
+    latency: Duration,
 }
 
 impl LocalProvider {
-    pub fn with_latency(latency: std::time::Duration) -> Self {
+    pub fn with_latency(latency: Duration) -> Self {
         Self { latency }
     }
+}
+
+/// Runs CPU-heavy drawing and encoding off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ProviderError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| ProviderError::Transient(format!("the renderer crashed: {e}")))
+}
+
+fn one(file: OutputFile) -> Produced {
+    Produced { files: vec![file], ..Produced::default() }
 }
 
 #[async_trait]
 impl Provider for LocalProvider {
     async fn run(&self, job: &ProviderJob) -> Result<Produced, ProviderError> {
-        match &job.input.input {
-            Some(pb::job_input::Input::Copy(input)) => {
-                Ok(Produced { files: Vec::new(), variants: copywriter::write_copy(input) })
-            }
-            Some(pb::job_input::Input::StaticAd(input)) => {
-                tokio::time::sleep(self.latency).await;
+        use pb::job_input::Input;
+        let Some(input) = &job.input.input else {
+            return Err(ProviderError::Permanent("the job has no input".into()));
+        };
+        if let Input::Copy(input) = input {
+            return Ok(Produced { variants: copywriter::write_copy(input), ..Produced::default() });
+        }
+        tokio::time::sleep(self.latency).await;
+        match input {
+            Input::Copy(_) => unreachable!("answered above"),
+            Input::StaticAd(input) => {
                 let aspect = AspectRatio::parse(&input.aspect_ratio)
                     .map_err(|e| ProviderError::Permanent(format!("aspect_ratio: {e}")))?;
                 let style = pb::StaticAdStyle::try_from(input.style).unwrap_or_default();
                 let prompt = input.prompt.clone();
-                // Drawing and encoding is CPU work: keep it off the async workers.
-                let image = tokio::task::spawn_blocking(move || render::render_static_ad(&prompt, style, aspect))
-                    .await
-                    .map_err(|e| ProviderError::Transient(format!("renderer crashed: {e}")))?;
-                let file = OutputFile {
+                let image = blocking(move || render::render_static_ad(&prompt, style, aspect)).await?;
+                Ok(one(OutputFile {
                     bytes: Bytes::from(image.png),
                     content_type: "image/png",
                     extension: "png",
                     width: image.width,
                     height: image.height,
-                };
-                Ok(Produced { files: vec![file], variants: Vec::new() })
+                }))
             }
-            None => Err(ProviderError::Permanent("the job has no input".into())),
+            Input::Tts(input) => {
+                let (text, voice, speed) = (input.text.clone(), input.voice.clone(), input.speed);
+                let speech = blocking(move || speech::speak(&text, &voice, speed)).await?;
+                Ok(one(OutputFile {
+                    bytes: Bytes::from(speech.wav),
+                    content_type: "audio/wav",
+                    extension: "wav",
+                    width: 0,
+                    height: 0,
+                }))
+            }
+            Input::I2v(input) => {
+                let image = job.sources.bytes(input.image.as_ref(), "image").await?;
+                let seconds = input.duration_seconds;
+                let clip = blocking(move || motion::animate(&image, seconds, LOCAL_CLIP_SIDE))
+                    .await?
+                    .map_err(|e| ProviderError::Permanent(e.to_string()))?;
+                Ok(one(OutputFile {
+                    bytes: Bytes::from(clip.gif),
+                    content_type: "image/gif",
+                    extension: "gif",
+                    width: clip.width,
+                    height: clip.height,
+                }))
+            }
+            Input::Reframe(input) => {
+                let aspect = AspectRatio::parse(&input.aspect_ratio)
+                    .map_err(|e| ProviderError::Permanent(format!("aspect_ratio: {e}")))?;
+                let source = job.sources.bytes(input.source.as_ref(), "source").await?;
+                let framed = blocking(move || reframe::reframe(&source, aspect, LOCAL_REFRAME_SIDE))
+                    .await?
+                    .map_err(|e| ProviderError::Permanent(e.to_string()))?;
+                Ok(one(OutputFile {
+                    bytes: Bytes::from(framed.bytes),
+                    content_type: framed.content_type,
+                    extension: framed.extension,
+                    width: framed.width,
+                    height: framed.height,
+                }))
+            }
+            Input::UgcVideo(_) => Err(ProviderError::Permanent(UGC_NEEDS_PROVIDER.into())),
         }
     }
 }

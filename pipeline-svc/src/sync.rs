@@ -9,6 +9,7 @@ use crate::provider::{Provider, ProviderError, ProviderJob};
 
 pub struct SyncRunner {
     pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) sources: crate::sources::Sources,
 }
 
 #[tonic::async_trait]
@@ -19,7 +20,7 @@ impl PipelineInternalService for SyncRunner {
     ) -> Result<Response<pb::RunSyncJobResponse>, Status> {
         let pb::RunSyncJobRequest { job_id, input } = request.into_inner();
         let input = input.ok_or_else(|| cutx_platform::error::invalid_field("input", "is required"))?;
-        let job = ProviderJob { job_id, input };
+        let job = ProviderJob { job_id, input, sources: self.sources.clone() };
         match self.provider.run(&job).await {
             Ok(produced) => Ok(Response::new(pb::RunSyncJobResponse { variants: produced.variants })),
             Err(ProviderError::Transient(e)) => Err(Status::unavailable(e)),

@@ -17,7 +17,8 @@ use cutx_platform::queue::{Delivery, JobQueue};
 use cutx_proto::pb::{self, job_internal_service_client::JobInternalServiceClient};
 use tokio::sync::watch;
 
-use crate::provider::{Provider, ProviderError, ProviderJob};
+use crate::provider::{Dispatched, Provider, ProviderError, ProviderJob, Submission};
+use crate::sources::Sources;
 
 #[derive(Clone)]
 pub struct Worker {
@@ -25,6 +26,7 @@ pub struct Worker {
     pub(crate) queue: Arc<dyn JobQueue>,
     pub(crate) media: Arc<dyn MediaStore>,
     pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) sources: Sources,
     pub(crate) retry_base: Duration,
     pub(crate) heartbeat: Duration,
     /// Recorded in a job's history when this worker takes it.
@@ -196,9 +198,49 @@ impl Worker {
         }
     }
 
+    /// Records that the job is the provider's now; the message is done with. jobs-svc is asked a
+    /// few times before giving up, because giving up means withdrawing a prediction that was
+    /// made and trying the whole delivery again.
+    async fn hand_over(&self, job_id: &str, lease: &str, submission: Submission) -> Result<(), Failure> {
+        let request = pb::SubmitJobRequest {
+            job_id: job_id.to_string(),
+            lease_token: lease.to_string(),
+            provider: submission.provider.to_string(),
+            prediction_id: submission.prediction_id.clone(),
+            model: submission.model.clone(),
+        };
+        let mut last = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(self.retry_base * 2u32.pow(attempt)).await;
+            }
+            match self.jobs.clone().submit_job(request.clone()).await {
+                Ok(answer) if answer.get_ref().status() == pb::JobStatus::Processing => return Ok(()),
+                // Canceled (or ended) meanwhile: nobody wants the prediction.
+                Ok(_) => {
+                    self.provider.withdraw(&submission).await;
+                    return Ok(());
+                }
+                Err(status) if lease_lost(&status) => {
+                    // Another delivery took the job over; it runs its own prediction.
+                    self.provider.withdraw(&submission).await;
+                    return Ok(());
+                }
+                Err(status) => last = Some(status),
+            }
+        }
+        self.provider.withdraw(&submission).await;
+        let status = last.map(|s| s.message().to_string()).unwrap_or_default();
+        Err(Failure::transient(format!("recording the submission: {status}")))
+    }
+
     async fn fail(&self, job_id: &str, lease: &str, error: &str) -> Result<(), tonic::Status> {
-        let request =
-            pb::FailJobRequest { job_id: job_id.to_string(), error: error.to_string(), lease_token: lease.to_string() };
+        let request = pb::FailJobRequest {
+            job_id: job_id.to_string(),
+            error: error.to_string(),
+            lease_token: lease.to_string(),
+            prediction_id: String::new(),
+        };
         self.jobs.clone().fail_job(request).await.map(|_| ())
     }
 
@@ -209,9 +251,9 @@ impl Worker {
         input: pb::JobInput,
         delivery: &Delivery,
     ) -> Result<(), Failure> {
-        let job = ProviderJob { job_id: job_id.to_string(), input };
-        let produced = {
-            let run = self.provider.run(&job);
+        let job = ProviderJob { job_id: job_id.to_string(), input, sources: self.sources.clone() };
+        let dispatched = {
+            let run = self.provider.dispatch(&job);
             tokio::pin!(run);
             let mut beat = tokio::time::interval(self.heartbeat);
             beat.tick().await;
@@ -222,7 +264,11 @@ impl Worker {
                 }
             }
         };
-        let mut outputs = Vec::with_capacity(produced.files.len());
+        let produced = match dispatched {
+            Dispatched::Made(produced) => produced,
+            Dispatched::Submitted(submission) => return self.hand_over(job_id, lease, submission).await,
+        };
+        let mut outputs = produced.stored;
         for (i, file) in produced.files.into_iter().enumerate() {
             let key = format!("jobs/{job_id}/{i}.{}", file.extension);
             let size = file.bytes.len() as u64;
@@ -235,7 +281,12 @@ impl Worker {
                 size_bytes: size,
             });
         }
-        let request = pb::CompleteJobRequest { job_id: job_id.to_string(), outputs, lease_token: lease.to_string() };
+        let request = pb::CompleteJobRequest {
+            job_id: job_id.to_string(),
+            outputs,
+            lease_token: lease.to_string(),
+            prediction_id: String::new(),
+        };
         self.jobs
             .clone()
             .complete_job(request)

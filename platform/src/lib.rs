@@ -5,6 +5,7 @@ pub mod aspect;
 pub mod clock;
 pub mod db;
 pub mod error;
+pub mod fetch;
 pub mod grpc;
 pub mod ids;
 pub mod media;

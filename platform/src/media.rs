@@ -35,6 +35,9 @@ pub struct SignedUrl {
 pub trait MediaStore: Send + Sync + 'static {
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), MediaError>;
 
+    /// A stored object's bytes (a job that starts from an earlier job's output reads it).
+    async fn get(&self, key: &str) -> Result<Bytes, MediaError>;
+
     /// A URL anyone holding it can GET until it expires; give it only to the object's owner.
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<SignedUrl, MediaError>;
 }

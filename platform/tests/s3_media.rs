@@ -76,7 +76,11 @@ impl AsyncRead for FailingReader {
 }
 
 async fn get(url: &str) -> reqwest::Response {
-    reqwest::get(url).await.expect("GET on the presigned URL")
+    {
+        cutx_platform::fetch::install_tls_provider();
+        reqwest::get(url).await
+    }
+    .expect("GET on the presigned URL")
 }
 
 #[tokio::test]

@@ -88,7 +88,7 @@ impl Client {
     pub fn new(server: &Server, transport: Transport) -> Self {
         let channel =
             tonic::transport::Endpoint::from_shared(server.base.clone()).unwrap().tcp_nodelay(true).connect_lazy();
-        Self { transport, base: server.base.clone(), http: reqwest::Client::new(), channel, token: None }
+        Self { transport, base: server.base.clone(), http: crate::http(), channel, token: None }
     }
 
     pub fn base(&self) -> &str {
@@ -270,6 +270,72 @@ impl Client {
             response_type: "cutx.v1.GenerateStaticAdResponse",
         };
         self.call(route, request).await
+    }
+
+    pub async fn voiceover(
+        &self,
+        request: pb::GenerateVoiceoverRequest,
+    ) -> Result<pb::GenerateVoiceoverResponse, ApiError> {
+        let route = Route {
+            grpc: "/cutx.v1.JobService/GenerateVoiceover",
+            method: reqwest::Method::POST,
+            path: "/api/generate/tts".into(),
+            body: true,
+            request_type: "cutx.v1.GenerateVoiceoverRequest",
+            response_type: "cutx.v1.GenerateVoiceoverResponse",
+        };
+        self.call(route, request).await
+    }
+
+    pub async fn image_to_video(
+        &self,
+        request: pb::GenerateImageToVideoRequest,
+    ) -> Result<pb::GenerateImageToVideoResponse, ApiError> {
+        let route = Route {
+            grpc: "/cutx.v1.JobService/GenerateImageToVideo",
+            method: reqwest::Method::POST,
+            path: "/api/generate/i2v".into(),
+            body: true,
+            request_type: "cutx.v1.GenerateImageToVideoRequest",
+            response_type: "cutx.v1.GenerateImageToVideoResponse",
+        };
+        self.call(route, request).await
+    }
+
+    pub async fn reframe(&self, request: pb::GenerateReframeRequest) -> Result<pb::GenerateReframeResponse, ApiError> {
+        let route = Route {
+            grpc: "/cutx.v1.JobService/GenerateReframe",
+            method: reqwest::Method::POST,
+            path: "/api/generate/reframe".into(),
+            body: true,
+            request_type: "cutx.v1.GenerateReframeRequest",
+            response_type: "cutx.v1.GenerateReframeResponse",
+        };
+        self.call(route, request).await
+    }
+
+    pub async fn ugc_video(&self, request: pb::GenerateVideoRequest) -> Result<pb::GenerateVideoResponse, ApiError> {
+        let route = Route {
+            grpc: "/cutx.v1.JobService/GenerateVideo",
+            method: reqwest::Method::POST,
+            path: "/api/generate/video".into(),
+            body: true,
+            request_type: "cutx.v1.GenerateVideoRequest",
+            response_type: "cutx.v1.GenerateVideoResponse",
+        };
+        self.call(route, request).await
+    }
+
+    pub async fn cancel_job(&self, id: &str) -> Result<pb::CancelJobResponse, ApiError> {
+        let route = Route {
+            grpc: "/cutx.v1.JobService/CancelJob",
+            method: reqwest::Method::POST,
+            path: format!("/api/jobs/{id}/cancel"),
+            body: true,
+            request_type: "cutx.v1.CancelJobRequest",
+            response_type: "cutx.v1.CancelJobResponse",
+        };
+        self.call(route, pb::CancelJobRequest { id: id.to_string() }).await
     }
 
     pub async fn copy(&self, request: pb::GenerateCopyRequest) -> Result<pb::GenerateCopyResponse, ApiError> {

@@ -3,6 +3,7 @@
 //! and gRPC-web with one client API, so every scenario runs over all three.
 
 pub mod client;
+pub mod fake_replicate;
 pub mod grpc_web;
 pub mod nats;
 pub mod server;
@@ -11,6 +12,17 @@ pub use client::{ApiError, Client, Transport};
 pub use server::{Infra, Mode, Server};
 
 use std::time::Duration;
+
+/// A plain HTTP client for tests (reqwest needs the workspace's TLS provider installed first).
+pub fn http() -> reqwest::Client {
+    cutx_platform::fetch::install_tls_provider();
+    reqwest::Client::new()
+}
+
+/// A GET with [`http`].
+pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http().get(url).send().await
+}
 
 /// Polls `check` until it returns `Some`, failing after `deadline`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T

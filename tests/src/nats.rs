@@ -40,7 +40,7 @@ impl NatsServer {
         let health = format!("http://127.0.0.1:{}/healthz?js-enabled-only=true", self.monitor);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+            if crate::get(&health).await.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
             }
             anyhow::ensure!(tokio::time::Instant::now() < deadline, "nats-server did not become healthy");
@@ -52,7 +52,7 @@ impl NatsServer {
     /// (from the monitoring endpoint).
     pub async fn consumer_idle(&self) -> bool {
         let url = format!("http://127.0.0.1:{}/jsz?consumers=true", self.monitor);
-        let Ok(response) = reqwest::get(&url).await else { return false };
+        let Ok(response) = crate::get(&url).await else { return false };
         let Ok(jsz) = response.json::<serde_json::Value>().await else { return false };
         let consumers = jsz["account_details"]
             .as_array()

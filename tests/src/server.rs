@@ -112,6 +112,7 @@ async fn start_pipelines(
             queue: Arc::new(cutx_platform::queue::NatsQueue::connect(queue_config.clone()).await?),
             media: media.clone(),
             provider: provider.clone(),
+            http: cutx_platform::fetch::GuardedClient::new(cutx_platform::fetch::FetchPolicy::default())?,
             workers: 2,
             retry_base: Duration::from_millis(20),
             heartbeat: visibility / 3,
@@ -290,8 +291,10 @@ impl Server {
         std::fs::write(data_dir.join("secrets.json"), serde_json::json!({ "media": media_secret }).to_string())?;
         let database_url = infra.fresh_database().await;
         let nats = crate::nats::NatsServer::start(dir.path().join("nats")).await?;
-        let (gateway, auth, jobs, billing, p1, p2) =
-            (free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
+        let (gateway, auth, jobs, billing, p1, p2, webhook) =
+            (free_port(), free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
+        // With a Replicate token, webhook-svc runs too, and the pipelines tell Replicate to call it.
+        let with_replicate = extra_env.iter().any(|(k, _)| *k == "CUTX_REPLICATE_TOKEN");
         let url = |p: u16| format!("http://127.0.0.1:{p}");
         let env: Vec<(&str, String)> = vec![
             ("CUTX_LOG", std::env::var("CUTX_LOG").unwrap_or_else(|_| "warn".into())),
@@ -317,6 +320,9 @@ impl Server {
             ("CUTX_RETRY_BASE_MS", "20".into()),
         ];
         let mut env = env;
+        if with_replicate {
+            env.push(("CUTX_REPLICATE_WEBHOOK_URL", format!("{}/webhooks/replicate", url(webhook))));
+        }
         env.extend(extra_env.iter().map(|(k, v)| (*k, v.to_string())));
         let command = |args: &[&str]| {
             let mut c = Command::new(binary().expect("the cutx binary"));
@@ -338,6 +344,9 @@ impl Server {
             ("pipeline-2", p2),
             ("gateway", gateway),
         ];
+        if with_replicate {
+            processes.insert(3, ("webhook", webhook));
+        }
         let mut in_process = None;
         if let Some(provider) = provider {
             processes.retain(|(name, _)| !name.starts_with("pipeline"));
@@ -350,10 +359,17 @@ impl Server {
             children.push((name.to_string(), child));
         }
         let addr: std::net::SocketAddr = format!("127.0.0.1:{gateway}").parse()?;
-        let services = [("auth", auth), ("jobs", jobs), ("billing", billing), ("pipeline-1", p1), ("pipeline-2", p2)]
-            .into_iter()
-            .map(|(n, p)| (n.to_string(), url(p)))
-            .collect();
+        let services = [
+            ("auth", auth),
+            ("jobs", jobs),
+            ("billing", billing),
+            ("pipeline-1", p1),
+            ("pipeline-2", p2),
+            ("webhook", webhook),
+        ]
+        .into_iter()
+        .map(|(n, p)| (n.to_string(), url(p)))
+        .collect();
         Ok(Self {
             base: url(gateway),
             addr,

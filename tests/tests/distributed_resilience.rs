@@ -156,7 +156,7 @@ async fn the_gateway_lets_only_the_configured_browser_origins_call_with_credenti
     let preflight = |origin: &'static str| {
         let url = format!("{}/api/credits/balance", server.base);
         async move {
-            reqwest::Client::new()
+            cutx_tests::http()
                 .request(reqwest::Method::OPTIONS, url)
                 .header("origin", origin)
                 .header("access-control-request-method", "GET")

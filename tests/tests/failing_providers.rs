@@ -26,7 +26,7 @@ impl Provider for Failing {
 async fn mesh_with(error: ProviderError) -> (Server, Client, Arc<Failing>) {
     let provider = Arc::new(Failing { calls: AtomicUsize::new(0), error });
     let plugged = provider.clone();
-    let server = Server::in_process(move |o| o.provider = plugged).await;
+    let server = Server::in_process(move |o| o.provider = Some(plugged)).await;
     let mut client = Client::new(&server, Transport::Rest);
     client.sign_in("ada@example.com").await;
     (server, client, provider)

@@ -116,7 +116,7 @@ async fn a_static_ad_completes_with_a_png_of_the_asked_aspect_ratio(mode: Mode, 
             assert!(output.url.starts_with(&format!("{s3}/cutx-media-test/jobs/")), "not an S3 URL: {}", output.url);
             assert!(output.url.contains("X-Amz-Signature="), "not presigned: {}", output.url);
         }
-        let response = reqwest::get(&output.url).await.unwrap();
+        let response = cutx_tests::get(&output.url).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "image/png");
         let bytes = response.bytes().await.unwrap();

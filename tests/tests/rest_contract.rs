@@ -14,7 +14,7 @@ async fn signed_in() -> (Server, Client) {
 }
 
 async fn post_raw(client: &Client, path: &str, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
-    let response = reqwest::Client::new()
+    let response = cutx_tests::http()
         .post(format!("{}{path}", client.base()))
         .bearer_auth(client.token().unwrap())
         .header("content-type", "application/json")
@@ -57,14 +57,14 @@ async fn the_session_cookie_signs_in_as_well_as_the_bearer_token() {
     let client = Client::new(&server, Transport::Rest);
     client.request_magic_link("ada@example.com").await.unwrap();
     let token = client.link_token_for("ada@example.com").await;
-    let response = reqwest::get(format!("{}/api/auth/verify?token={token}", server.base)).await.unwrap();
+    let response = cutx_tests::get(format!("{}/api/auth/verify?token={token}", server.base)).await.unwrap();
     let cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
         cookie.starts_with("cutx_token=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
     let pair = cookie.split(';').next().unwrap().to_string();
-    let balance: serde_json::Value = reqwest::Client::new()
+    let balance: serde_json::Value = cutx_tests::http()
         .get(format!("{}/api/credits/balance", server.base))
         .header("cookie", pair.clone())
         .send()
@@ -74,7 +74,7 @@ async fn the_session_cookie_signs_in_as_well_as_the_bearer_token() {
         .await
         .unwrap();
     assert_eq!(balance["balance"], "25");
-    let logout = reqwest::Client::new()
+    let logout = cutx_tests::http()
         .post(format!("{}/api/auth/logout", server.base))
         .header("cookie", pair)
         .body("{}")
@@ -96,7 +96,7 @@ async fn a_signed_url_with_a_changed_path_or_expiry_or_past_its_time_is_refused(
         .unwrap();
     let job = client.wait_for_job(&created.job_id).await;
     let good = url::Url::parse(&job.outputs[0].url).unwrap();
-    assert_eq!(reqwest::get(good.as_str()).await.unwrap().status(), 200);
+    assert_eq!(cutx_tests::get(good.as_str()).await.unwrap().status(), 200);
 
     let query: std::collections::HashMap<_, _> = good.query_pairs().into_owned().collect();
     let key = good.path().trim_start_matches("/media/").to_string();
@@ -114,7 +114,7 @@ async fn a_signed_url_with_a_changed_path_or_expiry_or_past_its_time_is_refused(
     let past = chrono::Utc::now().timestamp() - 5;
     let expired = format!("{base}{}", signer.path_and_query(&key, past));
     for url in [changed_path, other_job, longer, unsigned, expired] {
-        let status = reqwest::get(&url).await.unwrap().status().as_u16();
+        let status = cutx_tests::get(&url).await.unwrap().status().as_u16();
         assert!(status == 403 || status == 404, "{url} answered {status}");
     }
 }
@@ -123,7 +123,7 @@ async fn a_signed_url_with_a_changed_path_or_expiry_or_past_its_time_is_refused(
 async fn the_openapi_document_lists_every_annotated_route_and_no_internal_service() {
     let server = Server::spawn().await;
     let doc: serde_json::Value =
-        reqwest::get(format!("{}/api/openapi.json", server.base)).await.unwrap().json().await.unwrap();
+        cutx_tests::get(format!("{}/api/openapi.json", server.base)).await.unwrap().json().await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
     let pool = prost_reflect::DescriptorPool::decode(cutx_proto::FILE_DESCRIPTOR_SET).unwrap();
     let http = pool.get_extension_by_name("google.api.http").unwrap();
@@ -160,7 +160,7 @@ async fn the_openapi_document_lists_every_annotated_route_and_no_internal_servic
 #[tokio::test]
 async fn a_browser_preflight_for_grpc_web_is_allowed() {
     let server = Server::spawn().await;
-    let response = reqwest::Client::new()
+    let response = cutx_tests::http()
         .request(reqwest::Method::OPTIONS, format!("{}/cutx.v1.JobService/GetJob", server.base))
         .header("origin", "http://localhost:5173")
         .header("access-control-request-method", "POST")
@@ -180,7 +180,7 @@ async fn the_dev_mailbox_is_a_json_list_of_sent_links() {
     let client = Client::new(&server, Transport::Rest);
     client.request_magic_link("ada@example.com").await.unwrap();
     let mail: serde_json::Value =
-        reqwest::get(format!("{}/api/dev/mailbox", server.base)).await.unwrap().json().await.unwrap();
+        cutx_tests::get(format!("{}/api/dev/mailbox", server.base)).await.unwrap().json().await.unwrap();
     let first = &mail.as_array().expect("a JSON list")[0];
     assert_eq!(first["to"], "ada@example.com");
     assert!(first["link"].as_str().unwrap().starts_with(&format!("{}/api/auth/verify?token=", server.base)));

@@ -29,7 +29,7 @@ async fn watch_job_streams_the_states_until_the_job_ends_over_grpc_and_rest() {
     }
     assert_eq!(seen.last(), Some(&pb::JobStatus::Completed), "{seen:?}");
 
-    let body = reqwest::Client::new()
+    let body = cutx_tests::http()
         .get(format!("{}/api/jobs/{}/watch", server.base, created.job_id))
         .bearer_auth(&token)
         .send()
@@ -62,7 +62,7 @@ async fn internal_services_cannot_be_called_through_the_gateway() {
     let mut jobs = pb::job_internal_service_client::JobInternalServiceClient::new(channel);
     let refused = jobs.fail_job(bearer(pb::FailJobRequest::default(), &token)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unimplemented);
-    let rest = reqwest::Client::new()
+    let rest = cutx_tests::http()
         .post(format!("{}/cutx.v1.BillingInternalService/Grant", server.base))
         .bearer_auth(&token)
         .body("{}")
@@ -82,7 +82,7 @@ async fn a_forged_mesh_token_header_does_not_make_a_caller() {
         service: "gateway".into(),
         user: Some(cutx_platform::ids::UserId::new()),
     });
-    let answer = reqwest::Client::new()
+    let answer = cutx_tests::http()
         .get(format!("{}/api/credits/balance", server.base))
         .header(cutx_platform::mesh::MESH_HEADER, forged)
         .send()

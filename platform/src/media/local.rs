@@ -47,6 +47,12 @@ impl MediaStore for LocalMediaStore {
         tokio::fs::rename(&partial, &path).await.map_err(storage)
     }
 
+    async fn get(&self, key: &str) -> Result<Bytes, MediaError> {
+        check_key(key)?;
+        let bytes = tokio::fs::read(self.root.join(key)).await.map_err(|e| MediaError::Storage(e.to_string()))?;
+        Ok(Bytes::from(bytes))
+    }
+
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<SignedUrl, MediaError> {
         check_key(key)?;
         let expires = chrono::Utc::now().timestamp() + ttl.as_secs().max(1) as i64;

@@ -268,6 +268,20 @@ impl MediaStore for S3MediaStore {
         self.put_reader(key, &bytes[..], content_type).await.map(drop)
     }
 
+    async fn get(&self, key: &str) -> Result<Bytes, MediaError> {
+        check_key(key)?;
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| storage(format!("reading {key}"), e))?;
+        let body = object.body.collect().await.map_err(|e| storage(format!("reading {key}"), e))?;
+        Ok(body.into_bytes())
+    }
+
     async fn signed_url(&self, key: &str, ttl: Duration) -> Result<SignedUrl, MediaError> {
         check_key(key)?;
         // Whole seconds, as X-Amz-Date and X-Amz-Expires carry them, so `expires_at_millis` is exact.

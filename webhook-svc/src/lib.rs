@@ -1,0 +1,64 @@
+//! webhook-svc: the outside world's callbacks, turned into gRPC calls on jobs-svc.
+//!
+//! `POST /webhooks/replicate?job=<id>`: the Standard Webhooks signature is checked on the raw
+//! body before anything is parsed (several signatures, 5 minutes' tolerance, constant-time
+//! compare); a bad one is 401 and changes nothing. Each `webhook-id` is acted on once: a
+//! duplicate, concurrent or not, answers 200 and does nothing. A final status completes the job
+//! (its outputs copied first) or fails it (refunded once); progress is recorded in the job's
+//! history. It owns only its table of webhook ids; jobs are reached over gRPC with the mesh
+//! identity `webhook`.
+
+mod claims;
+mod replicate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutx_platform::fetch::GuardedClient;
+use cutx_platform::grpc::mesh_channel;
+use cutx_platform::media::MediaStore;
+use cutx_platform::mesh::MeshKey;
+use cutx_platform::secret::Secret;
+use cutx_proto::pb::job_internal_service_client::JobInternalServiceClient;
+use sea_orm::DatabaseConnection;
+use tonic::transport::Channel;
+
+pub struct WebhookConfig {
+    pub db: DatabaseConnection,
+    pub mesh: MeshKey,
+    /// jobs-svc.
+    pub jobs: Channel,
+    pub media: Arc<dyn MediaStore>,
+    /// Downloads outputs (the one guarded client).
+    pub http: GuardedClient,
+    /// Asked for the signing secret when none is configured.
+    pub replicate: Option<cutx_replicate::Replicate>,
+    /// The signing secret (`whsec_...`), when configured rather than fetched.
+    pub replicate_secret: Option<Secret>,
+    /// A webhook still being acted on after this long is answered 202 and finished meanwhile.
+    pub answer_within: Duration,
+}
+
+/// The webhook routes, to serve on their own port or mount on the gateway's (`cutx dev`).
+pub fn router(config: WebhookConfig) -> axum::Router {
+    let WebhookConfig { db, mesh, jobs, media, http, replicate, replicate_secret, answer_within } = config;
+    let state = replicate::State {
+        claims: claims::Claims::new(db),
+        jobs: JobInternalServiceClient::new(mesh_channel(jobs, mesh, "webhook")),
+        media,
+        http,
+        secret: Arc::new(replicate::SigningSecret::new(replicate, replicate_secret)),
+        answer_within,
+    };
+    replicate::routes(state)
+}
+
+/// Serves the webhook routes on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: WebhookConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

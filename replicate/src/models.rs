@@ -160,10 +160,13 @@ impl Default for Models {
                 "luma/reframe-video",
                 serde_json::json!({"video_url": "{source_url}", "aspect_ratio": "{aspect_ratio}"}),
             ),
-            // OmniHuman: a portrait (the avatar) lip-synced to the audio, both by URL.
+            // OmniHuman: a portrait (the avatar) lip-synced to a voice track. CutX hands it the
+            // avatar and the script; OmniHuman's own schema wants the voice as an audio URL, so
+            // a deployment points this at a script-driven avatar model, or at a chain of its own,
+            // through CUTX_REPLICATE_MODEL_UGC_VIDEO / CUTX_REPLICATE_INPUT_UGC_VIDEO.
             ugc_video: spec(
                 "bytedance/omni-human",
-                serde_json::json!({"image": "{avatar_url}", "audio": "{audio_url}"}),
+                serde_json::json!({"image": "{avatar_url}", "text": "{script}", "voice": "{voice}"}),
             ),
         }
     }

@@ -173,6 +173,11 @@ fn settled<T>(job_id: &str, call: &str, result: Result<T, tonic::Status>) -> Res
             tracing::info!(job = %job_id, call, "a callback about a prediction the job does not have; dropped");
             Ok(())
         }
+        // The usual race: the callback came before the worker recorded the hand-over.
+        Err(status) if status.code() == tonic::Code::Unavailable => {
+            tracing::info!(job = %job_id, call, "jobs-svc cannot take the callback yet; the sender retries");
+            Err(Retry)
+        }
         Err(status) => {
             tracing::warn!(job = %job_id, call, code = ?status.code(), "jobs-svc refused a callback for now");
             Err(Retry)

@@ -414,6 +414,63 @@ async fn duplicated_and_reordered_webhooks_complete_a_job_once_and_charge_once(m
     server.stop().await;
 }
 
+async fn start_output_and_completed_in_every_order_give_one_completion_and_one_charge(mode: Mode) {
+    let fake = FakeReplicate::start().await;
+    // Only the callbacks this test sends arrive, in the orders it picks.
+    fake.set(|b| b.webhooks = Webhooks::Drop);
+    let Some(server) = mesh(mode, &fake, Knobs::default()).await else { return };
+    let client = signed_in(&server, "ada@example.com").await;
+    let orders: [[&str; 3]; 6] = [
+        ["start", "output", "completed"],
+        ["start", "completed", "output"],
+        ["output", "start", "completed"],
+        ["output", "completed", "start"],
+        ["completed", "start", "output"],
+        ["completed", "output", "start"],
+    ];
+    for order in orders {
+        let id = create(&client, Kind::StaticAd).await.unwrap();
+        let job = eventually("the job to be handed over", Duration::from_secs(20), || async {
+            client.get_job(&id).await.ok().filter(|j| !j.prediction_id.is_empty())
+        })
+        .await;
+        fake.wait_terminal(&job.prediction_id).await;
+        let done = prediction_json(&fake, &job.prediction_id).await;
+        let mut started = done.clone();
+        started["status"] = "starting".into();
+        started["output"] = serde_json::Value::Null;
+        let mut output = done.clone();
+        output["status"] = "processing".into();
+        let url = webhook_url(&server, mode, &id);
+        for event in order {
+            let body = match event {
+                "start" => &started,
+                "output" => &output,
+                _ => &done,
+            };
+            let body = serde_json::to_vec(body).unwrap();
+            let webhook_id = format!("msg_{}_{event}", &id[id.len() - 12..]);
+            let now = chrono::Utc::now().timestamp();
+            let answer = cutx_tests::http()
+                .post(&url)
+                .header("webhook-id", &webhook_id)
+                .header("webhook-timestamp", now.to_string())
+                .header("webhook-signature", fake.sign(&webhook_id, now, &body))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_success(), "{order:?} {event}: {}", answer.status());
+        }
+        let job = client.wait_for_job(&id).await;
+        assert_eq!(job.status(), pb::JobStatus::Completed, "{order:?}: {}", job.error);
+        assert_eq!(job.outputs.len(), 1);
+        assert_eq!(moves_into(&server, &id, "completed").await, 1, "{order:?}");
+        assert_eq!(deductions_and_refunds(&client, &id).await, (1, 0), "{order:?}");
+    }
+    server.stop().await;
+}
+
 async fn the_reconciler_ends_jobs_whose_callbacks_never_come(mode: Mode) {
     let fake = FakeReplicate::start().await;
     fake.set(|b| b.webhooks = Webhooks::Drop);
@@ -591,6 +648,7 @@ in_both_modes!(
     each_kind_completes_with_its_files_for_every_output_shape,
     a_forged_stale_or_altered_webhook_is_refused_and_changes_nothing,
     duplicated_and_reordered_webhooks_complete_a_job_once_and_charge_once,
+    start_output_and_completed_in_every_order_give_one_completion_and_one_charge,
     the_reconciler_ends_jobs_whose_callbacks_never_come,
     canceling_a_job_cancels_its_prediction_and_refunds_once,
     outputs_pointing_inside_or_too_large_fail_the_job_refunded,

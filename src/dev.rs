@@ -166,6 +166,7 @@ impl DevMesh {
         let addr = gateway.local_addr();
         let public_url = public_url.unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
         let media: Arc<dyn MediaStore> = Arc::new(LocalMediaStore::new(media_dir, public_url.clone(), signer));
+        outside.poll_for = deadlines.run_for;
         if outside.webhook_url.is_none() && (webhooks || public_url.starts_with("https://")) {
             outside.webhook_url = Some(format!("{public_url}/webhooks/replicate"));
         }

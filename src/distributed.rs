@@ -383,12 +383,15 @@ pub struct PipelineArgs {
     pub fetch: FetchArgs,
     #[command(flatten)]
     pub replicate: ReplicateArgs,
+    #[command(flatten)]
+    pub deadlines: DeadlineArgs,
 }
 
 pub async fn pipeline(args: PipelineArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let visibility = args.queue.visibility()?;
     let (mesh, jobs) = (args.mesh.key()?, channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?);
-    let outside = Outside::build(&args.fetch, &args.replicate)?;
+    let mut outside = Outside::build(&args.fetch, &args.replicate)?;
+    outside.poll_for = args.deadlines.deadlines()?.run_for;
     let db = match (&args.database_url, args.queue.queue) {
         (Some(url), QueueBackend::Sql) => {
             Some(DatabaseArgs { database_url: url.clone(), db_max_connections: 4 }.connect().await?)

@@ -173,6 +173,8 @@ pub struct Outside {
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<Secret>,
     pub poll_every: Duration,
+    /// How long a polled prediction may run (the provider deadline).
+    pub poll_for: Duration,
 }
 
 impl Outside {
@@ -215,6 +217,7 @@ impl Outside {
             webhook_url,
             webhook_secret,
             poll_every: Duration::from_millis(replicate.replicate_poll_ms.max(10)),
+            poll_for: jobs_svc::Deadlines::default().run_for,
         })
     }
 
@@ -242,7 +245,8 @@ impl Outside {
                     media,
                     self.http.clone(),
                 )
-                .poll_every(self.poll_every),
+                .poll_every(self.poll_every)
+                .poll_for(self.poll_for),
             ),
             None => std::sync::Arc::new(local),
         }

@@ -73,6 +73,7 @@ impl Jobs {
             Ok(answer) => answer,
             Err(e) if overdue => {
                 tracing::warn!(job = %id, error = %e, "asking about an overdue prediction");
+                self.cancel_prediction(id, &prediction).await;
                 return self.expire(id).await;
             }
             Err(e) => {
@@ -88,13 +89,20 @@ impl Jobs {
             }
             Verdict::Running(_) => Ok(JobStatus::Processing),
             Verdict::Failed(reason) => self.fail(id, &reason).await,
-            Verdict::Succeeded => self.finish_from(id, remote, &answer).await,
+            Verdict::Succeeded => self.finish_from(id, remote, &answer, overdue).await,
         }
     }
 
     /// Copies a succeeded prediction's outputs and completes the job; an output that can never
     /// be copied fails it (refunded), one that may copy later leaves it for the next round.
-    async fn finish_from(&self, id: JobId, remote: &RemoteProvider, answer: &Prediction) -> Result<JobStatus, Status> {
+    /// Past the job's deadline a copy that keeps failing gives up: the job expires, refunded.
+    async fn finish_from(
+        &self,
+        id: JobId,
+        remote: &RemoteProvider,
+        answer: &Prediction,
+        overdue: bool,
+    ) -> Result<JobStatus, Status> {
         match copy_outputs(answer, &id.to_string(), &remote.http, self.media.as_ref()).await {
             Ok(outputs) => {
                 let note = format!("completed from prediction {} (reconciler)", answer.id);
@@ -103,6 +111,10 @@ impl Jobs {
             Err(e) if e.is_permanent() => {
                 tracing::warn!(job = %id, error = %e, "copying a prediction's outputs");
                 self.fail(id, &format!("the provider's output could not be copied: {e}; credits refunded")).await
+            }
+            Err(e) if overdue => {
+                tracing::warn!(job = %id, error = %e, "copying an overdue prediction's outputs; giving up");
+                self.expire(id).await
             }
             Err(e) => {
                 tracing::warn!(job = %id, error = %e, "copying a prediction's outputs; trying again later");

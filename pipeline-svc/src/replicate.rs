@@ -24,6 +24,8 @@ pub struct ReplicateProvider {
     /// webhook-svc's public `/webhooks/replicate` URL; polling when `None`.
     webhook: Option<String>,
     poll_every: Duration,
+    /// A polled prediction still running this long after it was made is canceled and fails.
+    poll_for: Duration,
     local: LocalProvider,
     media: Arc<dyn MediaStore>,
     http: GuardedClient,
@@ -42,10 +44,17 @@ impl ReplicateProvider {
             models,
             webhook,
             poll_every: Duration::from_secs(1),
+            poll_for: Duration::from_secs(30 * 60),
             local: LocalProvider::default(),
             media,
             http,
         }
+    }
+
+    /// How long a polled prediction may run before it is canceled and its job fails.
+    pub fn poll_for(mut self, limit: Duration) -> Self {
+        self.poll_for = limit;
+        self
     }
 
     /// How often a polled prediction is asked about.
@@ -101,10 +110,18 @@ impl ReplicateProvider {
 
     /// Polls a prediction until it ends, then copies its outputs.
     async fn poll(&self, job: &ProviderJob, mut prediction: Prediction) -> Result<Produced, ProviderError> {
+        let until = tokio::time::Instant::now() + self.poll_for;
         loop {
             match Verdict::of(&prediction) {
                 Verdict::Succeeded => break,
                 Verdict::Failed(reason) => return Err(ProviderError::Permanent(reason)),
+                Verdict::Running(_) if tokio::time::Instant::now() >= until => {
+                    if let Err(e) = self.replicate.cancel(&prediction.id).await {
+                        tracing::warn!(prediction = %prediction.id, error = %e, "canceling an overdue prediction");
+                    }
+                    let limit = self.poll_for.as_secs();
+                    return Err(ProviderError::Permanent(format!("the provider did not finish within {limit} s")));
+                }
                 Verdict::Running(_) => {}
             }
             tokio::time::sleep(self.poll_every).await;

@@ -3,7 +3,7 @@
 //! Replicate deletes outputs after an hour, so a succeeded prediction's files are copied before
 //! the job completes: every output URL, whatever the model's shape, is downloaded through the
 //! guarded client (never a private address, a size cap and a deadline) and stored under
-//! `jobs/<job id>/<n>.<ext>`. Copying again writes the same keys, so a duplicate callback or
+//! `jobs/<job id>/<prediction id>/<n>.<ext>`. Copying again writes the same keys, so a duplicate callback or
 //! the reconciler racing a webhook stores each file once. A copy that fails for a reason that
 //! may pass (a time-out, a 5xx) is tried again a few times; one that cannot succeed (a refused
 //! address, a body over the cap, a 404) is a permanent error and the job fails, refunded.
@@ -95,7 +95,9 @@ pub async fn copy_outputs(
     for (index, url) in urls.iter().enumerate() {
         let fetched = fetch_with_retries(http, url).await.map_err(|source| CopyError::Fetch { index, source })?;
         let content_type = content_type(fetched.content_type.as_deref(), fetched.url.path());
-        let key = format!("jobs/{job_id}/{index}.{}", extension(&content_type));
+        // The prediction is in the key: a stray prediction's copy (one withdrawn or superseded)
+        // can never overwrite the files of the job's own.
+        let key = format!("jobs/{job_id}/{}/{index}.{}", prediction.id, extension(&content_type));
         let (width, height) = dimensions(&fetched.bytes);
         let size_bytes = fetched.bytes.len() as u64;
         media.put(&key, fetched.bytes, &content_type).await.map_err(|source| CopyError::Media { index, source })?;

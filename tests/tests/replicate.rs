@@ -376,6 +376,28 @@ async fn a_forged_stale_or_altered_webhook_is_refused_and_changes_nothing(mode: 
     assert_eq!(after.updated_at, job.updated_at);
     assert!(!history(&server, &id).await.iter().any(|r| r.contains("webhook") || r.contains("completed")));
 
+    // A genuine, signed callback about this job's prediction, sent to another job's URL, is
+    // dropped: the other job keeps waiting for its own prediction.
+    let other = create(&client, Kind::StaticAd).await.unwrap();
+    let other_job = eventually("the other job to be handed over", Duration::from_secs(20), || async {
+        client.get_job(&other).await.ok().filter(|j| !j.prediction_id.is_empty())
+    })
+    .await;
+    let misdirected = cutx_tests::http()
+        .post(webhook_url(&server, mode, &other))
+        .header("webhook-id", "msg_misdirected")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", fake.sign("msg_misdirected", now, &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(misdirected.status().is_success());
+    let other_after = client.get_job(&other).await.unwrap();
+    assert_eq!(other_after.status(), pb::JobStatus::Processing);
+    assert!(other_after.outputs.is_empty());
+    assert_eq!(other_after.prediction_id, other_job.prediction_id);
+
     // The same body correctly signed (among other signatures) is taken.
     let good = format!("v1,bm90IGl0 {}", fake.sign("msg_good", now, &body));
     assert_eq!(post("msg_good", now, good, body).await.unwrap().status().as_u16(), 200);
@@ -560,20 +582,24 @@ async fn inside_target() -> (u16, Arc<AtomicUsize>) {
 
 async fn outputs_pointing_inside_or_too_large_fail_the_job_refunded(mode: Mode) {
     let fake = FakeReplicate::start().await;
-    let knobs = Knobs { max_bytes: 1024 * 1024, free: true, ..Knobs::default() };
+    let knobs = Knobs { max_bytes: 1024 * 1024, ..Knobs::default() };
     let Some(server) = mesh(mode, &fake, knobs).await else { return };
     let client = signed_in(&server, "ada@example.com").await;
     let (port, hits) = inside_target().await;
-    let inside = format!("http://127.0.0.1:{port}/x.png");
+    // https, so each is refused for its address (after DNS for `localhost`), not its scheme; and
+    // plain http to the same loopback server, refused as an origin nobody allowed.
+    let inside = format!("https://127.0.0.1:{port}/x.png");
     let urls = [
         inside.clone(),
+        format!("http://127.0.0.1:{port}/x.png"),
         "https://169.254.169.254/latest/meta-data/".to_string(),
-        format!("http://[::1]:{port}/x.png"),
-        format!("http://[::ffff:127.0.0.1]:{port}/x.png"),
+        format!("https://[::1]:{port}/x.png"),
+        format!("https://[::ffff:127.0.0.1]:{port}/x.png"),
         "https://10.0.0.1/x.png".to_string(),
-        format!("http://localhost:{port}/x.png"),
+        format!("https://localhost:{port}/x.png"),
         format!("http://{}/files/redirect?to={inside}", fake.origin),
-        format!("http://{}/files/redirect?to=http://localhost:{port}/x.png", fake.origin),
+        format!("http://{}/files/redirect?to=https://localhost:{port}/x.png", fake.origin),
+        format!("http://{}/files/redirect?to=https://169.254.169.254/latest/meta-data/", fake.origin),
         format!("http://{}/files/endless", fake.origin),
     ];
     for url in urls {
@@ -583,11 +609,13 @@ async fn outputs_pointing_inside_or_too_large_fail_the_job_refunded(mode: Mode) 
         assert_eq!(job.status(), pb::JobStatus::Failed, "{url}");
         assert!(job.error.contains("could not be copied"), "{url}: {}", job.error);
         assert!(job.outputs.is_empty());
+        assert_eq!(deductions_and_refunds(&client, &id).await, (1, 1), "{url}: refunded once");
         if mode == Mode::Dev {
             assert!(!server.data_dir.join("media/jobs").join(&id).exists(), "{url}: an object was left");
         }
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0, "a refused URL was fetched");
+    assert_eq!(client.balance().await.unwrap().balance, 25);
     server.stop().await;
 }
 
@@ -679,5 +707,34 @@ async fn without_a_webhook_url_cutx_dev_polls_the_prediction_until_it_ends() {
     assert_eq!(predictions.len(), 1);
     assert!(predictions[0].webhook.is_none());
     assert!(predictions[0].gets >= 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_polled_prediction_that_never_finishes_is_canceled_and_its_job_refunded() {
+    let fake = FakeReplicate::start().await;
+    fake.set(|b| b.outcome = Outcome::NeverFinish);
+    let server = Server::in_process(|o| {
+        let fetch = FetchArgs { fetch_allow_origins: fake.origin.clone(), ..FetchArgs::default() };
+        let replicate = ReplicateArgs {
+            replicate_token: Some(fake.token.clone()),
+            replicate_base_url: fake.base.clone(),
+            replicate_poll_ms: 50,
+            ..ReplicateArgs::default()
+        };
+        o.outside = Outside::build(&fetch, &replicate).unwrap();
+        o.deadlines.run_for = Duration::from_secs(2);
+    })
+    .await;
+    let client = signed_in(&server, "ada@example.com").await;
+    let id = create(&client, Kind::Tts).await.unwrap();
+    let job = client.wait_for_job(&id).await;
+    assert_eq!(job.status(), pb::JobStatus::Failed);
+    assert!(job.error.contains("did not finish"), "{}", job.error);
+    let predictions = fake.predictions();
+    assert_eq!(predictions.len(), 1);
+    assert_eq!(predictions[0].cancels, 1);
+    assert_eq!(deductions_and_refunds(&client, &id).await, (1, 1));
+    assert_eq!(client.balance().await.unwrap().balance, 25);
     server.stop().await;
 }

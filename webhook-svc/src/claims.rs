@@ -1,7 +1,11 @@
 //! The webhook ids webhook-svc has taken in. A delivery claims its id before it is acted on;
 //! the claim is atomic (the id is the primary key), so of three concurrent deliveries of one
-//! webhook exactly one acts. A claim whose action failed is given back, so the sender's retry
-//! is acted on.
+//! webhook exactly one acts. A duplicate of a webhook already acted on is done with; one that
+//! arrives while the first is still being acted on is told to come back (the first may yet
+//! fail). A claim whose action failed is given back, and one left behind by a crash can be
+//! taken again after [`ABANDONED_AFTER`], so the sender's retry is acted on.
+
+use std::time::Duration;
 
 use cutx_platform::clock::now_millis;
 use sea_orm::sea_query::Expr;
@@ -29,6 +33,20 @@ mod entity {
 /// The longest webhook id kept (the column's width).
 pub const MAX_ID: usize = 64;
 
+/// A claim not done nor given back after this long was left by a crash.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(120);
+
+/// What claiming a webhook id found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This delivery acts on the webhook.
+    Taken,
+    /// The webhook was acted on already.
+    Done,
+    /// Another delivery is acting on it right now.
+    InFlight,
+}
+
 #[derive(Clone)]
 pub struct Claims {
     db: DatabaseConnection,
@@ -39,8 +57,8 @@ impl Claims {
         Self { db }
     }
 
-    /// True if this delivery is the first to claim `id`.
-    pub async fn claim(&self, source: &str, id: &str) -> Result<bool, DbErr> {
+    /// Claims `id` for this delivery, unless it is done or another delivery is acting on it.
+    pub async fn claim(&self, source: &str, id: &str) -> Result<Claim, DbErr> {
         let row = entity::ActiveModel {
             id: Set(id.to_string()),
             source: Set(source.to_string()),
@@ -51,7 +69,28 @@ impl Claims {
             .on_conflict_do_nothing_on([entity::Column::Id])
             .exec_without_returning(&self.db)
             .await?;
-        Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n == 1))
+        if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n == 1) {
+            return Ok(Claim::Taken);
+        }
+        // Take over a claim a crash left behind: one conditional update, so one delivery wins.
+        let abandoned = now_millis() - ABANDONED_AFTER.as_millis() as i64;
+        let retaken = entity::Entity::update_many()
+            .col_expr(entity::Column::ReceivedAt, Expr::value(now_millis()))
+            .filter(entity::Column::Id.eq(id))
+            .filter(entity::Column::DoneAt.is_null())
+            .filter(entity::Column::ReceivedAt.lt(abandoned))
+            .exec(&self.db)
+            .await?;
+        if retaken.rows_affected == 1 {
+            return Ok(Claim::Taken);
+        }
+        let row = entity::Entity::find_by_id(id.to_string()).one(&self.db).await?;
+        Ok(match row {
+            Some(row) if row.done_at.is_some() => Claim::Done,
+            Some(_) => Claim::InFlight,
+            // Given back between the insert and the read: the sender's next retry takes it.
+            None => Claim::InFlight,
+        })
     }
 
     /// Records that the webhook was acted on.

@@ -127,8 +127,10 @@ async fn receive(
     let prediction: Prediction =
         serde_json::from_slice(&body).map_err(|_| Refusal::BadRequest("the body is not a prediction"))?;
     match state.claims.claim("replicate", &webhook_id).await {
-        Ok(true) => {}
-        Ok(false) => return Ok((StatusCode::OK, "duplicate").into_response()),
+        Ok(claims::Claim::Taken) => {}
+        Ok(claims::Claim::Done) => return Ok((StatusCode::OK, "duplicate").into_response()),
+        // The first delivery may still fail: this one must come back rather than be dropped.
+        Ok(claims::Claim::InFlight) => return Err(Refusal::Busy),
         Err(e) => {
             tracing::error!(error = %e, "claiming a webhook id");
             return Err(Refusal::Busy);
@@ -136,6 +138,7 @@ async fn receive(
     }
     let act = tokio::spawn({
         let state = state.clone();
+        let webhook_id = webhook_id.clone();
         async move {
             let outcome = act(&state, &job_id, &prediction).await;
             let settled = match &outcome {
@@ -150,7 +153,14 @@ async fn receive(
     });
     match tokio::time::timeout(state.answer_within, act).await {
         Ok(Ok(Ok(()))) => Ok((StatusCode::OK, "ok").into_response()),
-        Ok(Ok(Err(Retry))) | Ok(Err(_)) => Err(Refusal::Busy),
+        Ok(Ok(Err(Retry))) => Err(Refusal::Busy),
+        // The task panicked before it could give its claim back.
+        Ok(Err(_)) => {
+            if let Err(e) = state.claims.release(&webhook_id).await {
+                tracing::error!(webhook = %webhook_id, error = %e, "giving a claim back");
+            }
+            Err(Refusal::Busy)
+        }
         // Still copying: answered now, finished meanwhile.
         Err(_) => Ok((StatusCode::ACCEPTED, "accepted").into_response()),
     }

@@ -60,17 +60,23 @@ impl FetchArgs {
     }
 }
 
+/// Reads a secret from the command line or the environment straight into a [`Secret`], so it
+/// never sits in a `Debug`-printable `String`.
+fn secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value.to_string()))
+}
+
 /// Replicate, the provider of every media kind when a token is set.
 #[derive(Args, Clone, Debug)]
 pub struct ReplicateArgs {
     /// A Replicate API token: every media kind then runs on Replicate.
-    #[arg(long, env = "CUTX_REPLICATE_TOKEN", hide_env_values = true)]
-    pub replicate_token: Option<String>,
+    #[arg(long, env = "CUTX_REPLICATE_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub replicate_token: Option<Secret>,
     #[arg(long, env = "CUTX_REPLICATE_BASE_URL", default_value = "https://api.replicate.com/v1")]
     pub replicate_base_url: String,
     /// Replicate's webhook signing secret (`whsec_...`); asked of Replicate when unset.
-    #[arg(long, env = "CUTX_REPLICATE_WEBHOOK_SECRET", hide_env_values = true)]
-    pub replicate_webhook_secret: Option<String>,
+    #[arg(long, env = "CUTX_REPLICATE_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
+    pub replicate_webhook_secret: Option<Secret>,
     /// webhook-svc's public URL, `https://<host>/webhooks/replicate`; unset, predictions are
     /// polled instead (no public URL needed).
     #[arg(long, env = "CUTX_REPLICATE_WEBHOOK_URL")]
@@ -184,7 +190,7 @@ impl Outside {
         let mut policy = fetch.policy()?;
         let models = replicate.models.models()?;
         let base = crate::config::service_url(&replicate.replicate_base_url, "CUTX_REPLICATE_BASE_URL")?;
-        let token = replicate.replicate_token.as_deref().filter(|t| !t.is_empty());
+        let token = replicate.replicate_token.as_ref().filter(|t| !t.expose().is_empty());
         if token.is_some() {
             policy.allow_origin_of(&base).context("CUTX_REPLICATE_BASE_URL")?;
         }
@@ -192,11 +198,8 @@ impl Outside {
         let creates_per_minute = NonZeroU32::new(replicate.replicate_creates_per_minute)
             .context("CUTX_REPLICATE_CREATES_PER_MINUTE must be at least 1")?;
         let client = token.map(|token| {
-            let config = ReplicateConfig {
-                base_url: base.clone(),
-                creates_per_minute,
-                ..ReplicateConfig::new(Secret::new(token.to_string()))
-            };
+            let config =
+                ReplicateConfig { base_url: base.clone(), creates_per_minute, ..ReplicateConfig::new(token.clone()) };
             Replicate::new(config, http.clone())
         });
         let webhook_url = replicate
@@ -204,7 +207,7 @@ impl Outside {
             .as_deref()
             .map(|u| crate::config::service_url(u, "CUTX_REPLICATE_WEBHOOK_URL"))
             .transpose()?;
-        let webhook_secret = replicate.replicate_webhook_secret.clone().map(Secret::new);
+        let webhook_secret = replicate.replicate_webhook_secret.clone();
         if let Some(secret) = &webhook_secret
             && !secret.expose().starts_with("whsec_")
         {

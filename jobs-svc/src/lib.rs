@@ -210,6 +210,17 @@ pub async fn serve(
                 if let Err(e) = jobs.sweep_once(housekeeping.sweep_age).await {
                     tracing::warn!(error = %e, "sweeper");
                 }
+            }
+        })
+    };
+    // Its own loop: asking a slow provider and copying large outputs must not hold up the
+    // relay and the sweeper.
+    let reconciler = {
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(housekeeping.every);
+            loop {
+                tick.tick().await;
                 if let Err(e) = jobs.reconcile_once().await {
                     tracing::warn!(error = %e, "reconciler");
                 }
@@ -225,6 +236,7 @@ pub async fn serve(
         .add_service(InterceptedService::new(JobInternalServiceServer::new(jobs.clone()), internal));
     let served = cutx_platform::grpc::serve(router, listener, shutdown).await;
     relay.abort();
+    reconciler.abort();
     served?;
     Ok(())
 }

@@ -78,6 +78,8 @@ impl Jobs {
             }
             Err(e) => {
                 tracing::warn!(job = %id, error = %e, "asking about a prediction");
+                // Counted as heard, so one unanswerable job does not keep others from their turn.
+                self.store.heard(id, &format!("reconciler: GET prediction {prediction} failed")).await?;
                 return Ok(JobStatus::Processing);
             }
         };

@@ -44,7 +44,7 @@ async fn mesh(mode: Mode, fake: &FakeReplicate, knobs: Knobs) -> Option<Server> 
                     ..FetchArgs::default()
                 };
                 let replicate = ReplicateArgs {
-                    replicate_token: Some(fake.token.clone()),
+                    replicate_token: Some(cutx_platform::secret::Secret::new(fake.token.clone())),
                     replicate_base_url: fake.base.clone(),
                     replicate_creates_per_minute: 60_000,
                     replicate_poll_ms: 50,
@@ -690,7 +690,7 @@ async fn without_a_webhook_url_cutx_dev_polls_the_prediction_until_it_ends() {
     let server = Server::in_process(|o| {
         let fetch = FetchArgs { fetch_allow_origins: fake.origin.clone(), ..FetchArgs::default() };
         let replicate = ReplicateArgs {
-            replicate_token: Some(fake.token.clone()),
+            replicate_token: Some(cutx_platform::secret::Secret::new(fake.token.clone())),
             replicate_base_url: fake.base.clone(),
             replicate_poll_ms: 50,
             ..ReplicateArgs::default()
@@ -717,7 +717,7 @@ async fn a_polled_prediction_that_never_finishes_is_canceled_and_its_job_refunde
     let server = Server::in_process(|o| {
         let fetch = FetchArgs { fetch_allow_origins: fake.origin.clone(), ..FetchArgs::default() };
         let replicate = ReplicateArgs {
-            replicate_token: Some(fake.token.clone()),
+            replicate_token: Some(cutx_platform::secret::Secret::new(fake.token.clone())),
             replicate_base_url: fake.base.clone(),
             replicate_poll_ms: 50,
             ..ReplicateArgs::default()

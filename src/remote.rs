@@ -205,6 +205,8 @@ impl Outside {
         let webhook_url = replicate
             .replicate_webhook_url
             .as_deref()
+            // An empty value (a compose file's unset variable) means none.
+            .filter(|u| !u.is_empty())
             .map(|u| crate::config::service_url(u, "CUTX_REPLICATE_WEBHOOK_URL"))
             .transpose()?;
         let webhook_secret = replicate.replicate_webhook_secret.clone();

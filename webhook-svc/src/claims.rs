@@ -30,8 +30,29 @@ mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// The longest webhook id kept (the column's width).
-pub const MAX_ID: usize = 64;
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_claim_is_per_job_and_webhook_id_and_fits_the_column() {
+        let a = super::claim_id("job-a", "msg_1");
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, super::claim_id("job-a", "msg_1"));
+        assert_ne!(a, super::claim_id("job-b", "msg_1"));
+        assert_ne!(a, super::claim_id("job-a", "msg_2"));
+        // Known answer: sha256("job-a\nmsg_1").
+        assert_eq!(a, "81dab88d84c1413eb08b371e54b3ce3bc385c409266945e31c1907ac44486d03");
+    }
+}
+
+/// The longest `webhook-id` taken.
+pub const MAX_WEBHOOK_ID: usize = 256;
+
+/// What a claim is kept under: the job and the sender's webhook id, hashed to the column's
+/// width (64 hex characters).
+pub fn claim_id(job_id: &str, webhook_id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("{job_id}\n{webhook_id}").as_bytes()))
+}
 
 /// A claim not done nor given back after this long was left by a crash.
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(120);

@@ -119,13 +119,16 @@ async fn receive(
 ) -> Result<Response, Refusal> {
     state.secret.verify(&body, &headers).await?;
     let webhook_id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    if webhook_id.is_empty() || webhook_id.len() > claims::MAX_ID {
-        return Err(Refusal::BadRequest("webhook-id must be 1 to 64 characters"));
+    if webhook_id.is_empty() || webhook_id.len() > claims::MAX_WEBHOOK_ID {
+        return Err(Refusal::BadRequest("webhook-id must be 1 to 256 characters"));
     }
     let job_id = target.job.filter(|j| j.parse::<cutx_platform::ids::JobId>().is_ok());
     let job_id = job_id.ok_or(Refusal::BadRequest("the job query parameter must be a job id"))?;
     let prediction: Prediction =
         serde_json::from_slice(&body).map_err(|_| Refusal::BadRequest("the body is not a prediction"))?;
+    // Claimed per job: the job in the URL is not signed, so a genuine body replayed at another
+    // job's URL must not use up the id its real delivery needs.
+    let webhook_id = claims::claim_id(&job_id, &webhook_id);
     match state.claims.claim("replicate", &webhook_id).await {
         Ok(claims::Claim::Taken) => {}
         Ok(claims::Claim::Done) => return Ok((StatusCode::OK, "duplicate").into_response()),

@@ -690,19 +690,24 @@ in_both_modes!(
     six_hundred_jobs_against_a_throttling_replicate_all_complete_none_submitted_twice,
 );
 
+/// `cutx dev` with a Replicate token and no webhook URL: predictions are polled.
+fn polling(o: &mut cutx::dev::DevOptions, fake: &FakeReplicate) {
+    let fetch = FetchArgs { fetch_allow_origins: fake.origin.clone(), ..FetchArgs::default() };
+    let replicate = ReplicateArgs {
+        replicate_token: Some(cutx_platform::secret::Secret::new(fake.token.clone())),
+        replicate_base_url: fake.base.clone(),
+        replicate_poll_ms: 50,
+        ..ReplicateArgs::default()
+    };
+    o.outside = Outside::build(&fetch, &replicate).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_webhook_url_cutx_dev_polls_the_prediction_until_it_ends() {
     let fake = FakeReplicate::start().await;
     fake.set(|b| b.output_shape = OutputShape::List);
     let server = Server::in_process(|o| {
-        let fetch = FetchArgs { fetch_allow_origins: fake.origin.clone(), ..FetchArgs::default() };
-        let replicate = ReplicateArgs {
-            replicate_token: Some(cutx_platform::secret::Secret::new(fake.token.clone())),
-            replicate_base_url: fake.base.clone(),
-            replicate_poll_ms: 50,
-            ..ReplicateArgs::default()
-        };
-        o.outside = Outside::build(&fetch, &replicate).unwrap();
+        polling(o, &fake);
     })
     .await;
     let client = signed_in(&server, "ada@example.com").await;
@@ -722,14 +727,7 @@ async fn a_polled_prediction_that_never_finishes_is_canceled_and_its_job_refunde
     let fake = FakeReplicate::start().await;
     fake.set(|b| b.outcome = Outcome::NeverFinish);
     let server = Server::in_process(|o| {
-        let fetch = FetchArgs { fetch_allow_origins: fake.origin.clone(), ..FetchArgs::default() };
-        let replicate = ReplicateArgs {
-            replicate_token: Some(cutx_platform::secret::Secret::new(fake.token.clone())),
-            replicate_base_url: fake.base.clone(),
-            replicate_poll_ms: 50,
-            ..ReplicateArgs::default()
-        };
-        o.outside = Outside::build(&fetch, &replicate).unwrap();
+        polling(o, &fake);
         o.deadlines.run_for = Duration::from_secs(2);
     })
     .await;

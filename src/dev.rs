@@ -39,6 +39,8 @@ pub struct DevOptions {
     /// instead of being polled; also on whenever the public URL is https.
     pub webhooks: bool,
     pub deadlines: jobs_svc::Deadlines,
+    /// Credits a new user starts with.
+    pub free_credits: i64,
     pub workers: usize,
     pub retry_base: Duration,
     /// How long a claimed message waits for its worker before another may take it.
@@ -60,6 +62,7 @@ impl DevOptions {
                 .expect("the default outbound settings are valid"),
             webhooks: false,
             deadlines: jobs_svc::Deadlines::default(),
+            free_credits: billing_svc::FREE_TIER_CREDITS,
             workers: 2,
             retry_base: Duration::from_secs(2),
             visibility: Duration::from_secs(60),
@@ -99,6 +102,7 @@ impl DevMesh {
             mut outside,
             webhooks,
             deadlines,
+            free_credits,
             workers,
             retry_base,
             visibility,
@@ -190,7 +194,7 @@ impl DevMesh {
             dev_mailbox: Some(mailbox),
             public_url: public_url.clone(),
             secure_cookies: public_url.starts_with("https://"),
-            free_credits: billing_svc::FREE_TIER_CREDITS,
+            free_credits,
         };
         tasks.push(("auth", tokio::spawn(auth_svc::serve(auth_l, auth, until_stopped()))));
         tasks.push(("billing", tokio::spawn(billing_svc::serve(billing_l, db.clone(), mesh.clone(), until_stopped()))));

@@ -191,6 +191,9 @@ pub struct AuthArgs {
     /// Keep sign-in links in a mailbox the gateway can expose (test deployments only).
     #[arg(long, env = "CUTX_DEV_MAILBOX")]
     pub dev_mailbox: bool,
+    /// Credits a new user starts with.
+    #[arg(long, env = "CUTX_FREE_CREDITS", default_value_t = billing_svc::FREE_TIER_CREDITS as u32)]
+    pub free_credits: u32,
     #[command(flatten)]
     pub db: DatabaseArgs,
     #[command(flatten)]
@@ -213,7 +216,7 @@ pub async fn auth(args: AuthArgs, shutdown: impl Future<Output = ()> + Send) -> 
         dev_mailbox: None,
         secure_cookies: public_url.starts_with("https://"),
         public_url,
-        free_credits: billing_svc::FREE_TIER_CREDITS,
+        free_credits: args.free_credits.into(),
     };
     let config = if args.dev_mailbox {
         let mailbox = auth_svc::DevMailbox::default();

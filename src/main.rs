@@ -35,6 +35,9 @@ enum Command {
         /// instead of polling (on by itself when the public URL is https).
         #[arg(long, env = "CUTX_REPLICATE_WEBHOOKS")]
         replicate_webhooks: bool,
+        /// Credits a new user starts with.
+        #[arg(long, env = "CUTX_FREE_CREDITS", default_value_t = billing_svc::FREE_TIER_CREDITS as u32)]
+        free_credits: u32,
         #[command(flatten)]
         fetch: cutx::remote::FetchArgs,
         #[command(flatten)]
@@ -71,12 +74,23 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     cutx_platform::telemetry::init();
     match Cli::parse().command {
-        Command::Dev { listen, data_dir, public_url, workers, replicate_webhooks, fetch, replicate, deadlines } => {
+        Command::Dev {
+            listen,
+            data_dir,
+            public_url,
+            workers,
+            replicate_webhooks,
+            free_credits,
+            fetch,
+            replicate,
+            deadlines,
+        } => {
             let mut options = DevOptions::new(listen, data_dir.clone());
             options.public_url = public_url;
             options.workers = workers;
             options.outside = cutx::remote::Outside::build(&fetch, &replicate)?;
             options.webhooks = replicate_webhooks;
+            options.free_credits = free_credits.into();
             options.deadlines = deadlines.deadlines()?;
             let provider = match options.outside.replicate.is_some() {
                 true => format!("Replicate ({})", replicate.replicate_base_url),

@@ -4,7 +4,7 @@
 use cutx_platform::error::{insufficient_credits, internal, invalid_field};
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::MeshKey;
-use cutx_platform::paging::Page;
+use cutx_platform::paging::{Page, PageQuery};
 use cutx_proto::pb::{
     self, billing_internal_service_server::BillingInternalService, billing_service_server::BillingService,
 };
@@ -51,9 +51,9 @@ impl BillingService for Billing {
         request: Request<pb::ListLedgerRequest>,
     ) -> Result<Response<pb::ListLedgerResponse>, Status> {
         let caller = self.mesh.caller(&request)?;
-        let pb::ListLedgerRequest { page_size, page_token } = request.into_inner();
-        let page = Page::parse(page_size, page_token, DEFAULT_PAGE)?;
-        let rows = self.store.ledger(caller, page.before.as_deref(), page.limit).await?;
+        let pb::ListLedgerRequest { page_size, page_token, limit, offset } = request.into_inner();
+        let page = Page::parse(PageQuery { page_size, page_token, limit, offset }, DEFAULT_PAGE)?;
+        let rows = self.store.ledger(caller, &page).await?;
         let next_page_token = page.next_token(rows.iter().map(|r| r.id.as_str()));
         let entries = rows
             .into_iter()

@@ -8,6 +8,7 @@
 use cutx_platform::clock::now_millis;
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::Caller;
+use cutx_platform::paging::Page;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
@@ -71,17 +72,12 @@ impl Store {
     }
 
     /// The caller's ledger, newest first, after the entry `before` (an id) if given.
-    pub async fn ledger(
-        &self,
-        caller: Caller,
-        before: Option<&str>,
-        limit: u64,
-    ) -> Result<Vec<ledger::Model>, StoreError> {
+    pub async fn ledger(&self, caller: Caller, page: &Page) -> Result<Vec<ledger::Model>, StoreError> {
         let mut query = ledger::Entity::find().filter(ledger::Column::UserId.eq(caller.user_id().to_string()));
-        if let Some(before) = before {
+        if let Some(before) = &page.before {
             query = query.filter(ledger::Column::Id.lt(before));
         }
-        Ok(query.order_by_desc(ledger::Column::Id).limit(limit).all(&self.db).await?)
+        Ok(query.order_by_desc(ledger::Column::Id).offset(page.offset).limit(page.limit).all(&self.db).await?)
     }
 
     pub async fn debit(&self, user: UserId, amount: i64, key: &str, reference: &str) -> Result<Applied, StoreError> {

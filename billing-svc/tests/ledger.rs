@@ -4,6 +4,7 @@ use billing_svc::EntryType;
 use billing_svc::store::{Store, StoreError};
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::Caller;
+use cutx_platform::paging::Page;
 use proptest::prelude::*;
 
 async fn store() -> (Store, tempfile::TempDir) {
@@ -11,6 +12,11 @@ async fn store() -> (Store, tempfile::TempDir) {
     let db = cutx_platform::db::connect(&cutx_platform::db::sqlite_url(&dir.path().join("t.db")), 4).await.unwrap();
     cutx_migrations::migrate(&db).await.unwrap();
     (Store::new(db), dir)
+}
+
+/// The first `limit` entries, newest first.
+fn page(limit: u64) -> Page {
+    Page { limit, before: None, offset: 0 }
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -39,7 +45,7 @@ fn a_debit_beyond_the_balance_is_refused_and_changes_nothing() {
         let err = s.debit(u, 3, "debit:j", "j").await.unwrap_err();
         assert!(matches!(err, StoreError::InsufficientCredits { needed: 3, balance: 2 }), "{err:?}");
         assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance, 2);
-        assert_eq!(s.ledger(Caller::for_tests(u), None, 10).await.unwrap().len(), 1);
+        assert_eq!(s.ledger(Caller::for_tests(u), &page(10)).await.unwrap().len(), 1);
     });
 }
 
@@ -143,7 +149,7 @@ proptest! {
             for u in users {
                 let caller = Caller::for_tests(u);
                 let b = s.balance(caller).await.unwrap();
-                let entries = s.ledger(caller, None, 1000).await.unwrap();
+                let entries = s.ledger(caller, &page(1000)).await.unwrap();
                 let sum: i64 = entries.iter().map(|e| e.amount).sum();
                 assert!(b.balance >= 0);
                 assert_eq!(b.balance, sum);
@@ -223,7 +229,7 @@ fn on_postgresql_concurrent_debits_refunds_and_replays_keep_every_balance_exact(
             }
         }
         let caller = Caller::for_tests(u);
-        let entries = s.ledger(caller, None, 1000).await.unwrap();
+        let entries = s.ledger(caller, &page(1000)).await.unwrap();
         let balance = s.balance(caller).await.unwrap().balance;
         assert_eq!(balance, entries.iter().map(|e| e.amount).sum::<i64>());
         let charged = entries.iter().filter(|e| e.entry_type == "deduction").count() as i64;

@@ -8,6 +8,7 @@
 //! verified session (see [`identity`]).
 
 pub mod codec;
+pub mod dialect;
 pub mod forward;
 pub mod grpc;
 pub mod http_rule;
@@ -17,6 +18,7 @@ pub mod rest;
 pub mod revocations;
 pub mod routes;
 pub mod status_http;
+pub mod strict_json;
 pub mod transcode;
 
 use std::collections::{HashMap, HashSet};

@@ -1,22 +1,24 @@
 //! `/api/openapi.json`: an OpenAPI 3.0.3 document derived from the same route table and
 //! descriptors the REST handler uses, so it cannot drift from what is served.
 //!
-//! Schemas follow the proto3 JSON mapping: lowerCamelCase names, 64-bit integers as strings,
-//! enums as their value names, `Timestamp` as a date-time string, repeated fields as arrays, maps
-//! as objects, oneof members as plain optional properties. Summaries and descriptions are the
-//! proto comments.
+//! Schemas follow the proto3 JSON mapping as the REST dialect speaks it: JSON names
+//! (lowerCamelCase unless a field declares its own), 64-bit integers as numbers, enums as their
+//! REST names (see [`crate::dialect`]), `Timestamp` as a date-time string, repeated fields as
+//! arrays, maps as objects, oneof members as plain optional properties. Summaries and
+//! descriptions are the proto comments.
 
 use std::collections::{BTreeMap, HashSet};
 
 use prost_reflect::{EnumDescriptor, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
 use serde_json::{Value, json};
 
+use crate::dialect::Dialect;
 use crate::routes::{BodyRule, RestRoute, RouteTable};
 
-const STATUS_SCHEMA: &str = "Status";
+const STATUS_SCHEMA: &str = "Error";
 
 pub fn document(table: &RouteTable) -> Value {
-    let mut schemas = Schemas::default();
+    let mut schemas = Schemas { entries: BTreeMap::new(), dialect: table.dialect().clone() };
     let mut paths: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
     let mut tags: BTreeMap<String, Value> = BTreeMap::new();
     for route in table.routes() {
@@ -82,14 +84,15 @@ fn operation(route: &RestRoute, schemas: &mut Schemas) -> Value {
             "schema": schemas.field(leaf),
         }));
     }
+    let required = crate::transcode::body_required(route);
     match &route.body {
         BodyRule::Whole => {
-            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schemas.message_ref(&input) } } });
+            op["requestBody"] = json!({ "required": required, "content": { "application/json": { "schema": schemas.message_ref(&input) } } });
         }
         BodyRule::Field(field) => {
             taken.insert(field.number());
             op["requestBody"] =
-                json!({ "required": true, "content": { "application/json": { "schema": schemas.field(field) } } });
+                json!({ "required": required, "content": { "application/json": { "schema": schemas.field(field) } } });
         }
         BodyRule::Empty => {}
     }
@@ -115,12 +118,13 @@ fn operation(route: &RestRoute, schemas: &mut Schemas) -> Value {
             } } }
         })
     } else {
-        json!({ "description": "OK", "content": { "application/json": { "schema": result } } })
+        let reason = route.success.canonical_reason().unwrap_or("OK");
+        json!({ "description": reason, "content": { "application/json": { "schema": result } } })
     };
     op["responses"] = json!({
-        "200": ok,
+        route.success.as_str(): ok,
         "default": {
-            "description": "An error: the gRPC status code, a message and google.rpc details.",
+            "description": "An error: a short name, a message, the gRPC code's name and google.rpc details.",
             "content": { "application/json": { "schema": schema_ref(STATUS_SCHEMA) } }
         }
     });
@@ -172,12 +176,15 @@ fn schema_ref(name: &str) -> Value {
 }
 
 fn status_schema() -> Value {
+    let codes: Vec<&str> = (0..=16).map(|n| crate::status_http::code_name(tonic::Code::from_i32(n))).collect();
     json!({
         "type": "object",
-        "description": "A gRPC status: code (google.rpc.Code), message and details (google.rpc error details as JSON Any).",
+        "description": "An error: a short name (\"Insufficient Credits\", \"Not Found\"), a message for people, the gRPC code's lowercase name and google.rpc error details as JSON Any.",
+        "required": ["error", "message", "code"],
         "properties": {
-            "code": { "type": "integer", "format": "int32" },
+            "error": { "type": "string" },
             "message": { "type": "string" },
+            "code": { "type": "string", "enum": codes },
             "details": {
                 "type": "array",
                 "items": {
@@ -194,9 +201,9 @@ fn is_string_wkt(full_name: &str) -> bool {
     matches!(full_name, "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask")
 }
 
-#[derive(Default)]
 struct Schemas {
     entries: BTreeMap<String, Value>,
+    dialect: Dialect,
 }
 
 impl Schemas {
@@ -233,7 +240,7 @@ impl Schemas {
     fn enum_ref(&mut self, desc: &EnumDescriptor) -> Value {
         let name = desc.full_name().to_string();
         if !self.entries.contains_key(&name) {
-            let values: Vec<String> = desc.values().map(|v| v.name().to_string()).collect();
+            let values = self.dialect.names(desc);
             let mut schema = json!({ "type": "string", "enum": values });
             if let Some(text) = comment(&desc.parent_file(), desc.path()) {
                 schema["description"] = json!(text);
@@ -265,9 +272,9 @@ impl Schemas {
                 json!({ "type": "integer", "format": "int64", "minimum": 0 })
             }
             Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
-                json!({ "type": "string", "format": "int64" })
+                json!({ "type": "integer", "format": "int64" })
             }
-            Kind::Uint64 | Kind::Fixed64 => json!({ "type": "string", "format": "uint64" }),
+            Kind::Uint64 | Kind::Fixed64 => json!({ "type": "integer", "format": "int64", "minimum": 0 }),
             Kind::Bool => json!({ "type": "boolean" }),
             Kind::String => json!({ "type": "string" }),
             Kind::Bytes => json!({ "type": "string", "format": "byte" }),
@@ -299,7 +306,7 @@ fn well_known(full_name: &str) -> Option<Value> {
             json!({ "type": "integer", "nullable": true })
         }
         "google.protobuf.Int64Value" | "google.protobuf.UInt64Value" => {
-            json!({ "type": "string", "format": "int64", "nullable": true })
+            json!({ "type": "integer", "format": "int64", "nullable": true })
         }
         "google.protobuf.FloatValue" | "google.protobuf.DoubleValue" => {
             json!({ "type": "number", "nullable": true })
@@ -393,16 +400,25 @@ mod tests {
         let (_, doc) = setup(cutx_proto::PUBLIC_SERVICES);
         let schemas = &doc["components"]["schemas"];
         let balance = &schemas["cutx.v1.GetBalanceResponse"]["properties"];
-        assert_eq!(balance["lifetimePurchased"]["type"], "string", "int64 is a string");
+        assert_eq!(balance["lifetime_purchased"]["type"], "integer", "int64 is a number, under its declared name");
+        assert_eq!(balance["balance"]["type"], "integer");
         let job = &schemas["cutx.v1.Job"]["properties"];
         assert!(job.as_object().unwrap().keys().all(|k| !k.contains('_')), "camelCase names: {job}");
         let list = &schemas["cutx.v1.ListJobsResponse"]["properties"]["jobs"];
         assert_eq!(list["type"], "array");
         assert_eq!(list["items"]["$ref"], "#/components/schemas/cutx.v1.Job");
         assert_eq!(schemas["cutx.v1.JobStatus"]["type"], "string");
-        assert!(schemas["cutx.v1.JobStatus"]["enum"].as_array().unwrap().len() > 1);
+        assert_eq!(
+            schemas["cutx.v1.JobStatus"]["enum"],
+            json!(["pending", "queued", "processing", "completed", "failed", "canceled", "expired"])
+        );
+        assert_eq!(
+            schemas["cutx.v1.StaticAdStyle"]["enum"],
+            json!(["product_hero", "lifestyle", "minimal", "bold", "seasonal"])
+        );
         assert!(doc.to_string().contains("date-time"), "Timestamps are date-time strings");
-        assert_eq!(schemas["Status"]["properties"]["code"]["type"], "integer");
+        assert_eq!(schemas["Error"]["properties"]["code"]["type"], "string");
+        assert_eq!(schemas["Error"]["properties"]["code"]["enum"][3], "invalid_argument");
     }
 
     #[test]
@@ -414,8 +430,18 @@ mod tests {
         assert_eq!(get_job["parameters"][0]["in"], "path");
         assert_eq!(
             get_job["responses"]["default"]["content"]["application/json"]["schema"]["$ref"],
-            "#/components/schemas/Status"
+            "#/components/schemas/Error"
         );
+        assert!(
+            get_job["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("cutx.v1.Job")),
+            "response_body answers the job itself"
+        );
+        let create = &doc["paths"]["/api/products"]["post"];
+        assert!(create["responses"]["201"].is_object(), "a create answers 201: {create}");
+        assert!(create["responses"].get("200").is_none());
+        assert_eq!(doc["paths"]["/api/jobs/{id}/cancel"]["post"]["requestBody"]["required"], false);
         let list = &doc["paths"]["/api/jobs"]["get"]["parameters"];
         let names: Vec<_> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert!(names.contains(&"pageSize") && names.contains(&"status"), "{names:?}");

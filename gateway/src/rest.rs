@@ -1,6 +1,7 @@
 //! The REST handler: one function for every `google.api.http` route.
 //!
-//! It finds the route, reads the body within the size limit, builds the request message, calls
+//! It finds the route, reads the body within the size limit (a JSON body only, by its content
+//! type, so a cross-site form post cannot call it), builds the request message, calls
 //! the backend over gRPC with the caller's mesh identity, and answers with the JSON of the
 //! response or of the error. A server-streaming method answers newline-delimited JSON, one
 //! `{"result": ...}` per message and, if the stream fails, a last `{"error": ...}` line.
@@ -14,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use prost_reflect::DescriptorPool;
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -24,7 +24,8 @@ use tonic::{Code, Status};
 use crate::codec::BytesCodec;
 use crate::identity::IdentityMinter;
 use crate::routes::{Lookup, RestRoute, RouteTable};
-use crate::status_http::{error_response, route_error};
+use crate::status_http::{error_response, error_response_as, route_error};
+use crate::transcode::{BodyRead, read_body, require_json};
 use crate::transcode::{body_too_large, copy_set_cookies, request_message, response_json};
 
 pub struct RestState {
@@ -50,16 +51,28 @@ pub async fn handle(State(state): State<Arc<RestState>>, request: Request) -> Re
             return route_error(&state.pool, Code::NotFound, &format!("no route for {}", parts.uri.path()));
         }
     };
-    let body = match Limited::new(body, state.max_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => {
-            return error_response(&state.pool, &body_too_large(state.max_body_bytes));
+    let body = match read_body(&parts.headers, body, state.max_body_bytes).await {
+        BodyRead::Read(body) => body,
+        BodyRead::TooLarge { drained } => {
+            let mut answer =
+                error_response_as(&state.pool, &body_too_large(state.max_body_bytes), StatusCode::PAYLOAD_TOO_LARGE);
+            // The rest of an undrained body is still on its way: this connection is done.
+            if !drained && parts.version <= http::Version::HTTP_11 {
+                answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return answer;
         }
-        Err(_) => {
+        BodyRead::Unreadable => {
             return error_response(&state.pool, &Status::cancelled("the request body could not be read"));
         }
     };
-    let message = match request_message(route, &bindings, parts.uri.query(), &body) {
+    if !matches!(route.body, crate::routes::BodyRule::Empty)
+        && !body.iter().all(u8::is_ascii_whitespace)
+        && let Err(status) = require_json(&parts.headers)
+    {
+        return error_response_as(&state.pool, &status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let message = match request_message(route, state.table.dialect(), &bindings, parts.uri.query(), &body) {
         Ok(message) => message,
         Err(status) => return error_response(&state.pool, &status),
     };
@@ -110,11 +123,11 @@ async fn unary(state: &RestState, route: &RestRoute, channel: Channel, mut call:
         Err(status) => return error_response(&state.pool, &status),
     };
     let (metadata, encoded, _) = response.into_parts();
-    let json = match response_json(route, &encoded) {
+    let json = match response_json(route, state.table.dialect(), &encoded) {
         Ok(json) => json,
         Err(status) => return error_response(&state.pool, &status),
     };
-    let mut answer = (StatusCode::OK, axum::Json(json)).into_response();
+    let mut answer = (route.success, axum::Json(json)).into_response();
     copy_set_cookies(&metadata, answer.headers_mut());
     answer
 }
@@ -137,7 +150,7 @@ async fn server_streaming(
     let (metadata, stream, _) = response.into_parts();
     let lines = stream
         .map(move |item| {
-            let line = match item.and_then(|encoded| response_json(&route, &encoded)) {
+            let line = match item.and_then(|encoded| response_json(&route, state.table.dialect(), &encoded)) {
                 Ok(json) => serde_json::json!({ "result": json }),
                 Err(status) => serde_json::json!({ "error": crate::status_http::error_body(&state.pool, &status) }),
             };

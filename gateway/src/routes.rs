@@ -13,6 +13,7 @@ use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value,
 };
 
+use crate::dialect::Dialect;
 use crate::http_rule::{Bindings, PathTemplate};
 
 /// The `google.api.http` extension of `google.protobuf.MethodOptions`.
@@ -36,6 +37,8 @@ pub struct RestRoute {
     pub body: BodyRule,
     /// `response_body: "field"`: answer with that field of the response instead of all of it.
     pub response_body: Option<FieldDescriptor>,
+    /// The HTTP status of a successful answer (`cutx.v1.rest_success_status`, 200 by default).
+    pub success: http::StatusCode,
     pub rpc: MethodDescriptor,
 }
 
@@ -124,6 +127,7 @@ pub enum Lookup<'a> {
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     routes: Vec<RestRoute>,
+    dialect: Dialect,
 }
 
 impl RouteTable {
@@ -136,18 +140,23 @@ impl RouteTable {
                         tracing::warn!(method = rpc.full_name(), "client-streaming methods have no REST route");
                         continue;
                     }
-                    let route = build_route(&rpc, &raw)
+                    let route = build_route(pool, &rpc, &raw)
                         .with_context(|| format!("google.api.http rule of {}", rpc.full_name()))?;
                     routes.push(route);
                 }
             }
         }
         routes.sort_by(|a, b| a.template.precedence(&b.template));
-        Ok(Self { routes })
+        Ok(Self { routes, dialect: Dialect::from_pool(pool)? })
     }
 
     pub fn routes(&self) -> &[RestRoute] {
         &self.routes
+    }
+
+    /// How REST spells the enums of these routes.
+    pub fn dialect(&self) -> &Dialect {
+        &self.dialect
     }
 
     pub fn find(&self, method: &Method, path: &str) -> Lookup<'_> {
@@ -165,7 +174,7 @@ impl RouteTable {
     }
 }
 
-fn build_route(rpc: &MethodDescriptor, raw: &RawRule) -> anyhow::Result<RestRoute> {
+fn build_route(pool: &DescriptorPool, rpc: &MethodDescriptor, raw: &RawRule) -> anyhow::Result<RestRoute> {
     let http_method =
         Method::from_bytes(raw.method.as_bytes()).with_context(|| format!("HTTP method {:?}", raw.method))?;
     let template = PathTemplate::parse(&raw.path)?;
@@ -198,7 +207,8 @@ fn build_route(rpc: &MethodDescriptor, raw: &RawRule) -> anyhow::Result<RestRout
             )
         }
     };
-    Ok(RestRoute { http_method, template, body, response_body, rpc: rpc.clone() })
+    let success = Dialect::success_status(pool, rpc)?;
+    Ok(RestRoute { http_method, template, body, response_body, success, rpc: rpc.clone() })
 }
 
 #[cfg(test)]

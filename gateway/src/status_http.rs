@@ -2,8 +2,11 @@
 //!
 //! Codes map as grpc-gateway's `runtime.HTTPStatusFromCode` does, with one product exception:
 //! `FAILED_PRECONDITION` with the `INSUFFICIENT_CREDITS` reason is 402, as the reference REST API
-//! answered. The body is always `{"code", "message", "details"}`, each detail an `Any` rendered
-//! as proto3 JSON through the descriptor pool (so a `BadRequest` shows its `fieldViolations`).
+//! answered. The body is the reference API's `{"error", "message"}`, still machine-readable:
+//! `error` is a short name (the `ErrorInfo` reason in words, `Insufficient Credits`, or else the
+//! HTTP reason phrase, `Not Found`), `code` the gRPC code's lowercase name (`not_found`) and
+//! `details` each `Any` rendered as proto3 JSON through the descriptor pool (so a `BadRequest`
+//! shows its `fieldViolations`).
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -43,19 +46,73 @@ pub fn http_status(status: &Status) -> StatusCode {
     http_status_from_code(status.code())
 }
 
-/// `{"code", "message", "details"}` for a status.
-pub fn error_body(pool: &DescriptorPool, status: &Status) -> serde_json::Value {
+/// The lowercase name of a gRPC code, as the gRPC spec spells it (`invalid_argument`).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// The short name of an error: its reason in words (`INSUFFICIENT_CREDITS` is `Insufficient
+/// Credits`), or the HTTP reason phrase of its status.
+pub fn short_name(status: &Status, http: StatusCode) -> String {
+    match reason_of(status) {
+        Some(reason) if !reason.is_empty() => reason
+            .split('_')
+            .filter(|word| !word.is_empty())
+            .map(|word| {
+                let lower = word.to_ascii_lowercase();
+                let mut chars = lower.chars();
+                chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => http.canonical_reason().unwrap_or("Error").to_string(),
+    }
+}
+
+/// `{"error", "message", "code", "details"}` for a status answered with `http`.
+pub fn error_body_as(pool: &DescriptorPool, status: &Status, http: StatusCode) -> serde_json::Value {
     serde_json::json!({
-        "code": status.code() as i32,
+        "error": short_name(status, http),
         "message": status.message(),
+        "code": code_name(status.code()),
         "details": details_json(pool, status.details()),
     })
 }
 
+/// [`error_body_as`] with the status's own HTTP status.
+pub fn error_body(pool: &DescriptorPool, status: &Status) -> serde_json::Value {
+    error_body_as(pool, status, http_status(status))
+}
+
 /// The HTTP answer for a status, with its `Set-Cookie` metadata carried over.
 pub fn error_response(pool: &DescriptorPool, status: &Status) -> Response {
-    let mut response = (http_status(status), axum::Json(error_body(pool, status))).into_response();
+    error_response_as(pool, status, http_status(status))
+}
+
+/// The answer for a status under an HTTP status of the gateway's own choosing (413, 415),
+/// where HTTP says more than the gRPC code does.
+pub fn error_response_as(pool: &DescriptorPool, status: &Status, http: StatusCode) -> Response {
+    let mut response = (http, axum::Json(error_body_as(pool, status, http))).into_response();
     crate::transcode::copy_set_cookies(status.metadata(), response.headers_mut());
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -96,9 +153,7 @@ pub fn route_error(pool: &DescriptorPool, code: Code, message: &str) -> Response
         Code::Unimplemented => StatusCode::METHOD_NOT_ALLOWED,
         other => http_status_from_code(other),
     };
-    let mut response = (http, axum::Json(error_body(pool, &status))).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    error_response_as(pool, &status, http)
 }
 
 #[cfg(test)]
@@ -146,11 +201,37 @@ mod tests {
     }
 
     #[test]
+    fn the_short_name_is_the_reason_in_words_or_the_http_reason_phrase() {
+        let pool = DescriptorPool::decode(cutx_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let table = [
+            (cutx_platform::error::insufficient_credits(3, 1), "Insufficient Credits", "failed_precondition"),
+            (
+                cutx_platform::error::with_reason(Code::FailedPrecondition, "x", "PROVIDER_NOT_CONFIGURED"),
+                "Provider Not Configured",
+                "failed_precondition",
+            ),
+            (Status::not_found("no job"), "Not Found", "not_found"),
+            (Status::unauthenticated("sign in"), "Unauthorized", "unauthenticated"),
+            (Status::permission_denied("no"), "Forbidden", "permission_denied"),
+            (Status::resource_exhausted("slow down"), "Too Many Requests", "resource_exhausted"),
+            (Status::unavailable("later"), "Service Unavailable", "unavailable"),
+            (Status::already_exists("twice"), "Conflict", "already_exists"),
+        ];
+        for (status, error, code) in table {
+            let body = error_body(&pool, &status);
+            assert_eq!(body["error"], error, "{status:?}");
+            assert_eq!(body["code"], code, "{status:?}");
+            assert_eq!(body["message"], status.message());
+        }
+    }
+
+    #[test]
     fn the_error_body_renders_bad_request_details_as_json() {
         let pool = DescriptorPool::decode(cutx_proto::FILE_DESCRIPTOR_SET).unwrap();
         let status = cutx_platform::error::invalid_field("prompt", "too short");
         let body = error_body(&pool, &status);
-        assert_eq!(body["code"], 3);
+        assert_eq!(body["error"], "Bad Request");
+        assert_eq!(body["code"], "invalid_argument");
         assert_eq!(body["details"][0]["@type"], "type.googleapis.com/google.rpc.BadRequest");
         assert_eq!(body["details"][0]["fieldViolations"][0]["field"], "prompt");
         assert_eq!(body["details"][0]["fieldViolations"][0]["description"], "too short");

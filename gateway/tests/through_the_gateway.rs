@@ -203,7 +203,7 @@ async fn a_signed_in_rest_call_reaches_the_backend_as_the_user_and_keeps_default
     assert_eq!(cookies, ["seen=1; Path=/"]);
     assert!(response.headers().get("x-internal-detail").is_none());
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({ "balance": "42", "lifetimePurchased": "0", "lifetimeUsed": "0" }));
+    assert_eq!(body, serde_json::json!({ "balance": 42, "lifetime_purchased": 0, "lifetime_used": 0 }));
     let seen = mesh.seen.lock().unwrap().clone();
     assert_eq!(seen, [MeshIdentity { service: "gateway".into(), user: Some(user) }]);
 }
@@ -213,30 +213,53 @@ async fn rest_errors_map_to_http_with_the_status_body() {
     let mesh = spawn_mesh().await;
     let client = http();
     let auth = bearer(&mesh.sessions, UserId::new());
-    let cases: Vec<(reqwest::RequestBuilder, u16, i64)> = vec![
-        (client.get(format!("{}/api/credits/balance", mesh.base)), 401, 16),
-        (client.get(format!("{}/api/credits/balance", mesh.base)).header("authorization", "Bearer junk"), 401, 16),
+    let static_ad = || client.post(format!("{}/api/generate/static-ad", mesh.base));
+    let json = |request: reqwest::RequestBuilder| request.header("content-type", "application/json");
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str, &str)> = vec![
+        (client.get(format!("{}/api/credits/balance", mesh.base)), 401, "unauthenticated", "Unauthorized"),
+        (
+            client.get(format!("{}/api/credits/balance", mesh.base)).header("authorization", "Bearer junk"),
+            401,
+            "unauthenticated",
+            "Unauthorized",
+        ),
         (
             client
                 .get(format!("{}/api/credits/ledger?pageSize={BROKE_PAGE_SIZE}", mesh.base))
                 .header("authorization", &auth),
             402,
-            9,
+            "failed_precondition",
+            "Insufficient Credits",
         ),
-        (client.get(format!("{}/api/credits/ledger?pageSize=lots", mesh.base)).header("authorization", &auth), 400, 3),
-        (client.post(format!("{}/api/credits/balance", mesh.base)), 405, 12),
-        (client.get(format!("{}/api/nope", mesh.base)), 404, 5),
+        (
+            client.get(format!("{}/api/credits/ledger?pageSize=lots", mesh.base)).header("authorization", &auth),
+            400,
+            "invalid_argument",
+            "Bad Request",
+        ),
+        (client.post(format!("{}/api/credits/balance", mesh.base)), 405, "unimplemented", "Method Not Allowed"),
+        (client.get(format!("{}/api/nope", mesh.base)), 404, "not_found", "Not Found"),
         // The fake JobService would answer UNIMPLEMENTED: bad input never reaches it.
-        (client.post(format!("{}/api/generate/static-ad", mesh.base)).body("{\"prompt\": 5}"), 400, 3),
-        (client.post(format!("{}/api/generate/static-ad", mesh.base)).body("{nope"), 400, 3),
-        (client.post(format!("{}/api/generate/static-ad", mesh.base)).body(vec![b' '; 100 * 1024]), 400, 3),
+        (json(static_ad()).body("{\"prompt\": 5}"), 400, "invalid_argument", "Bad Request"),
+        (json(static_ad()).body("{nope"), 400, "invalid_argument", "Bad Request"),
+        (json(static_ad()), 400, "invalid_argument", "Bad Request"),
+        (
+            static_ad().header("content-type", "text/plain").body("{}"),
+            415,
+            "invalid_argument",
+            "Unsupported Media Type",
+        ),
+        (static_ad().body("{}"), 415, "invalid_argument", "Unsupported Media Type"),
+        (json(static_ad()).body(vec![b' '; 100 * 1024]), 413, "invalid_argument", "Payload Too Large"),
     ];
-    for (request, http, code) in cases {
+    for (request, http, code, error) in cases {
         let response = request.send().await.unwrap();
         let url = response.url().clone();
         assert_eq!(response.status().as_u16(), http, "{url}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{url}");
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["code"], code, "{url}: {body}");
+        assert_eq!(body["error"], error, "{url}: {body}");
         assert!(body["message"].is_string() && body["details"].is_array(), "{url}: {body}");
     }
 }
@@ -246,14 +269,21 @@ async fn bad_rest_input_names_the_field_over_http() {
     let mesh = spawn_mesh().await;
     let client = http();
     let cases = [
-        ("{\"prompt\": 5}".to_string(), "prompt"),
-        ("{\"style\": \"nope\"}".to_string(), "style"),
-        ("{\"prompt\": ".to_string(), "body"),
-        (format!("{{\"prompt\": \"{}\"}}", "x".repeat(70 * 1024)), "body"),
+        ("{\"prompt\": 5}".to_string(), "prompt", 400),
+        ("{\"style\": \"nope\"}".to_string(), "style", 400),
+        ("{\"style\": \"minimal\", \"style\": \"bold\"}".to_string(), "style", 400),
+        ("{\"prompt\": ".to_string(), "body", 400),
+        (format!("{{\"prompt\": \"{}\"}}", "x".repeat(70 * 1024)), "body", 413),
     ];
-    for (body, field) in cases {
-        let response = client.post(format!("{}/api/generate/static-ad", mesh.base)).body(body).send().await.unwrap();
-        assert_eq!(response.status(), 400);
+    for (body, field, http) in cases {
+        let response = client
+            .post(format!("{}/api/generate/static-ad", mesh.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), http);
         let json: serde_json::Value = response.json().await.unwrap();
         let detail = &json["details"][0];
         assert_eq!(detail["@type"], "type.googleapis.com/google.rpc.BadRequest");
@@ -462,10 +492,10 @@ async fn path_parameters_fill_the_request_and_timestamps_render_as_rfc3339() {
     let response = http().get(format!("{}/api/jobs/job%201", mesh.base)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["job"]["id"], "job 1");
-    assert_eq!(body["job"]["status"], "JOB_STATUS_QUEUED");
-    assert_eq!(body["job"]["createdAt"], "2023-11-14T22:13:20Z");
-    assert_eq!(body["job"]["creditsUsed"], "0", "default-valued fields are kept");
+    assert_eq!(body["id"], "job 1", "the job itself, by its response_body rule: {body}");
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["createdAt"], "2023-11-14T22:13:20Z");
+    assert_eq!(body["creditsUsed"], 0, "default-valued fields are kept");
 }
 
 #[tokio::test]
@@ -477,9 +507,9 @@ async fn a_server_stream_over_rest_is_ndjson_ending_with_an_error_line() {
     let text = response.text().await.unwrap();
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert_eq!(lines[0]["result"]["job"]["status"], "JOB_STATUS_QUEUED");
-    assert_eq!(lines[1]["result"]["job"]["status"], "JOB_STATUS_PROCESSING");
-    assert_eq!(lines[2]["error"]["code"], 5);
+    assert_eq!(lines[0]["result"]["job"]["status"], "queued");
+    assert_eq!(lines[1]["result"]["job"]["status"], "processing");
+    assert_eq!(lines[2]["error"]["code"], "not_found");
     assert_eq!(lines[2]["error"]["message"], "the job went away");
 
     // A stream refused before its first message is an ordinary HTTP error.

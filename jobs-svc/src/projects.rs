@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use crate::Jobs;
 use crate::entity::project;
 use crate::service::DEFAULT_PAGE;
-use cutx_platform::paging::Page;
+use cutx_platform::paging::{Page, PageQuery};
 
 fn project_pb(p: project::Model) -> pb::Project {
     pb::Project {
@@ -47,9 +47,9 @@ impl ProjectService for Jobs {
         request: Request<pb::ListProjectsRequest>,
     ) -> Result<Response<pb::ListProjectsResponse>, Status> {
         let caller = self.mesh.caller(&request)?;
-        let pb::ListProjectsRequest { page_size: size, page_token: token } = request.into_inner();
-        let page = Page::parse(size, token, DEFAULT_PAGE)?;
-        let rows = self.store.projects(caller, page.before.clone(), page.limit).await?;
+        let pb::ListProjectsRequest { page_size, page_token, limit, offset } = request.into_inner();
+        let page = Page::parse(PageQuery { page_size, page_token, limit, offset }, DEFAULT_PAGE)?;
+        let rows = self.store.projects(caller, &page).await?;
         let next_page_token = page.next_token(rows.iter().map(|r| r.id.as_str()));
         Ok(Response::new(pb::ListProjectsResponse {
             projects: rows.into_iter().map(project_pb).collect(),

@@ -26,7 +26,7 @@ use crate::input::NewJob;
 use crate::kind::Kind;
 use crate::state::Status as JobStatus;
 use crate::store::{Changes, JobFilter, StoreError, status_of};
-use cutx_platform::paging::Page;
+use cutx_platform::paging::{Page, PageQuery};
 
 /// Jobs and projects listed per page when the caller does not say.
 pub(crate) const DEFAULT_PAGE: u64 = 20;
@@ -400,8 +400,8 @@ impl JobService for Jobs {
 
     async fn list_jobs(&self, request: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
         let caller = self.mesh.caller(&request)?;
-        let pb::ListJobsRequest { page_size: size, page_token: token, kind, status } = request.into_inner();
-        let page = Page::parse(size, token, DEFAULT_PAGE)?;
+        let pb::ListJobsRequest { page_size, page_token, kind, status, limit, offset } = request.into_inner();
+        let page = Page::parse(PageQuery { page_size, page_token, limit, offset }, DEFAULT_PAGE)?;
         let kind = match pb::JobKind::try_from(kind) {
             Ok(pb::JobKind::Unspecified) => None,
             Ok(k) => Kind::from_pb(k).map(|k| k.as_str()),
@@ -412,7 +412,7 @@ impl JobService for Jobs {
             Ok(s) => JobStatus::from_pb(s).map(|s| s.as_str()),
             Err(_) => return Err(invalid_field("status", "must be a job status")),
         };
-        let filter = JobFilter { kind, status, before: page.before.clone(), limit: page.limit };
+        let filter = JobFilter { kind, status, before: page.before.clone(), limit: page.limit, offset: page.offset };
         let rows = self.store.list(caller, filter).await?;
         let next_page_token = page.next_token(rows.iter().map(|r| r.id.as_str()));
         Ok(Response::new(pb::ListJobsResponse { jobs: self.jobs_pb(rows).await?, next_page_token }))
@@ -424,7 +424,11 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
         let caller = self.mesh.caller(&request)?;
         let id = parse_job_id(&request.get_ref().id)?;
-        self.store.find(caller, id).await?;
+        let found = self.store.find(caller, id).await?;
+        // Canceling a canceled job again changes nothing and says so: a retried cancel succeeds.
+        if found.status == JobStatus::Canceled.as_str() {
+            return Ok(Response::new(pb::CancelJobResponse { job: Some(self.job_pb(found).await?) }));
+        }
         self.store.transition(id, JobStatus::Canceled, "canceled by its owner", Changes::default()).await?;
         self.refund(id).await;
         let row = self.store.find(caller, id).await?;

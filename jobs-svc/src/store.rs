@@ -10,6 +10,7 @@
 use cutx_platform::clock::now_millis;
 use cutx_platform::ids::{JobId, ProjectId};
 use cutx_platform::mesh::Caller;
+use cutx_platform::paging::Page;
 use cutx_proto::pb;
 use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -90,6 +91,7 @@ pub struct JobFilter {
     pub status: Option<&'static str>,
     pub before: Option<String>,
     pub limit: u64,
+    pub offset: u64,
 }
 
 #[derive(Clone)]
@@ -205,7 +207,7 @@ impl Store {
         if let Some(before) = filter.before {
             query = query.filter(job::Column::Id.lt(before));
         }
-        Ok(query.order_by_desc(job::Column::Id).limit(filter.limit).all(&self.db).await?)
+        Ok(query.order_by_desc(job::Column::Id).offset(filter.offset).limit(filter.limit).all(&self.db).await?)
     }
 
     /// The stored files of each of these jobs, in order, by job id.
@@ -501,17 +503,12 @@ impl Store {
             .await?)
     }
 
-    pub async fn projects(
-        &self,
-        caller: Caller,
-        before: Option<String>,
-        limit: u64,
-    ) -> Result<Vec<project::Model>, StoreError> {
+    pub async fn projects(&self, caller: Caller, page: &Page) -> Result<Vec<project::Model>, StoreError> {
         let mut query = project::Entity::find().filter(project::Column::UserId.eq(caller.user_id().to_string()));
-        if let Some(before) = before {
+        if let Some(before) = &page.before {
             query = query.filter(project::Column::Id.lt(before));
         }
-        Ok(query.order_by_desc(project::Column::Id).limit(limit).all(&self.db).await?)
+        Ok(query.order_by_desc(project::Column::Id).offset(page.offset).limit(page.limit).all(&self.db).await?)
     }
 }
 

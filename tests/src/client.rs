@@ -58,6 +58,29 @@ pub fn to_json<M: Message>(message: &M, type_name: &str) -> serde_json::Value {
     serde_json::to_value(&dynamic).unwrap()
 }
 
+/// How REST spells enum values, as the gateway reads it from the same descriptors.
+fn dialect() -> &'static cutx_gateway::dialect::Dialect {
+    static DIALECT: OnceLock<cutx_gateway::dialect::Dialect> = OnceLock::new();
+    DIALECT.get_or_init(|| cutx_gateway::dialect::Dialect::from_pool(pool()).expect("the REST dialect"))
+}
+
+/// A message from its REST JSON: the REST dialect's enum names are read back to proto names.
+pub fn from_rest_json<M: Message + Default>(mut json: serde_json::Value, type_name: &str) -> M {
+    let desc = pool().get_message_by_name(type_name).unwrap_or_else(|| panic!("no message {type_name}"));
+    if let Err(bad) = dialect().incoming(&desc, &mut json) {
+        panic!("the answer is not {type_name} in the REST dialect: {bad:?}");
+    }
+    from_json(json, type_name)
+}
+
+/// The `response_body` of a method's `google.api.http` rule: the field its REST answer is.
+fn response_body(grpc_path: &str) -> Option<String> {
+    let (service, method) = grpc_path.trim_start_matches('/').split_once('/')?;
+    let method = pool().get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
+    let rule = cutx_gateway::routes::raw_rules(pool(), &method).into_iter().next()?;
+    (!rule.response_body.is_empty()).then_some(rule.response_body)
+}
+
 /// A message from its proto3 JSON.
 pub fn from_json<M: Message + Default>(json: serde_json::Value, type_name: &str) -> M {
     let desc = pool().get_message_by_name(type_name).unwrap_or_else(|| panic!("no message {type_name}"));
@@ -137,16 +160,15 @@ impl Client {
                 let response =
                     call.send().await.map_err(|e| ApiError::from(tonic::Status::unavailable(e.to_string())))?;
                 let (status, json) = rest_answer(response).await;
-                if status != 200 {
+                if !(200..300).contains(&status) {
                     return Err(rest_error(status, &json));
                 }
                 // `response_body` rules answer with one field of the message.
-                let json = if route.response_type == "cutx.v1.ListDevMailResponse" {
-                    serde_json::json!({ "messages": json })
-                } else {
-                    json
+                let json = match response_body(route.grpc) {
+                    Some(field) => serde_json::json!({ field: json }),
+                    None => json,
                 };
-                Ok(from_json(json, route.response_type))
+                Ok(from_rest_json(json, route.response_type))
             }
         }
     }
@@ -253,7 +275,7 @@ impl Client {
             response_type: "cutx.v1.ListLedgerResponse",
         };
         let r: pb::ListLedgerResponse =
-            self.call(route, pb::ListLedgerRequest { page_size: 100, page_token: String::new() }).await?;
+            self.call(route, pb::ListLedgerRequest { page_size: 100, ..Default::default() }).await?;
         Ok(r.entries)
     }
 
@@ -326,6 +348,20 @@ impl Client {
         self.call(route, request).await
     }
 
+    pub async fn create_project(&self, name: &str) -> Result<pb::Project, ApiError> {
+        let route = Route {
+            grpc: "/cutx.v1.ProjectService/CreateProject",
+            method: reqwest::Method::POST,
+            path: "/api/products".into(),
+            body: true,
+            request_type: "cutx.v1.CreateProjectRequest",
+            response_type: "cutx.v1.CreateProjectResponse",
+        };
+        let created: pb::CreateProjectResponse =
+            self.call(route, pb::CreateProjectRequest { name: name.into(), description: String::new() }).await?;
+        Ok(created.project.expect("a created project"))
+    }
+
     pub async fn cancel_job(&self, id: &str) -> Result<pb::CancelJobResponse, ApiError> {
         let route = Route {
             grpc: "/cutx.v1.JobService/CancelJob",
@@ -391,7 +427,12 @@ impl Client {
 
     /// Polls a job until it has ended.
     pub async fn wait_for_job(&self, id: &str) -> pb::Job {
-        crate::eventually(&format!("job {id} to end"), std::time::Duration::from_secs(30), || async {
+        self.wait_for_job_within(id, std::time::Duration::from_secs(30)).await
+    }
+
+    /// [`Client::wait_for_job`] with its own deadline, for jobs behind a slow provider.
+    pub async fn wait_for_job_within(&self, id: &str, deadline: std::time::Duration) -> pb::Job {
+        crate::eventually(&format!("job {id} to end"), deadline, || async {
             let job = self.get_job(id).await.expect("get job");
             let ended = matches!(
                 job.status(),
@@ -412,7 +453,11 @@ async fn rest_answer(response: reqwest::Response) -> (u16, serde_json::Value) {
 
 /// A REST error body `{code, message, details}` as an [`ApiError`].
 pub fn rest_error(http: u16, json: &serde_json::Value) -> ApiError {
-    let code = Code::from(json["code"].as_i64().unwrap_or(2) as i32);
+    let name = json["code"].as_str().unwrap_or_default();
+    let code = (0..=16)
+        .map(Code::from_i32)
+        .find(|c| cutx_gateway::status_http::code_name(*c) == name)
+        .unwrap_or(Code::Unknown);
     let details = json["details"].as_array().cloned().unwrap_or_default();
     let fields = details
         .iter()

@@ -192,15 +192,21 @@ fn binary() -> anyhow::Result<PathBuf> {
 impl Server {
     /// `cutx dev --listen 127.0.0.1:0` in a fresh data folder, as a user runs it.
     pub async fn spawn() -> Self {
-        Self::try_spawn().await.expect("starting cutx dev")
+        Self::try_spawn(&[]).await.expect("starting cutx dev")
     }
 
-    async fn try_spawn() -> anyhow::Result<Self> {
+    /// `cutx dev` with some `CUTX_*` variables set.
+    pub async fn spawn_with(env: &[(&str, &str)]) -> Self {
+        Self::try_spawn(env).await.expect("starting cutx dev")
+    }
+
+    async fn try_spawn(env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
         let mut child = Command::new(binary()?)
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
+            .envs(env.iter().copied())
             .env("CUTX_LOG", std::env::var("CUTX_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

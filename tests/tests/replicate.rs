@@ -641,8 +641,12 @@ async fn six_hundred_jobs_against_a_throttling_replicate_all_complete_none_submi
         .map(|r| r.expect("created"))
         .collect()
         .await;
-    let ended: Vec<pb::Job> =
-        futures::stream::iter(ids.iter()).map(|id| client.wait_for_job(id)).buffer_unordered(32).collect().await;
+    let ended: Vec<pb::Job> = futures::stream::iter(ids.iter())
+        // A throttled queue of 600 drains slowly on a busy 2-core machine.
+        .map(|id| client.wait_for_job_within(id, Duration::from_secs(120)))
+        .buffer_unordered(32)
+        .collect()
+        .await;
     let failed: Vec<_> = ended.iter().filter(|j| j.status() != pb::JobStatus::Completed).collect();
     assert!(failed.is_empty(), "{} of 600 did not complete, e.g. {:?}", failed.len(), failed.first());
     let mut per_job = std::collections::HashMap::<String, usize>::new();

@@ -39,7 +39,7 @@ async fn watch_job_streams_the_states_until_the_job_ends_over_grpc_and_rest() {
         .await
         .unwrap();
     let lines: Vec<serde_json::Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.last().unwrap()["result"]["job"]["status"], "JOB_STATUS_COMPLETED", "{body}");
+    assert_eq!(lines.last().unwrap()["result"]["job"]["status"], "completed", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

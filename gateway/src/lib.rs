@@ -8,16 +8,19 @@
 //! verified session (see [`identity`]).
 
 pub mod codec;
+mod field_rules;
 pub mod forward;
 pub mod grpc;
 pub mod http_rule;
 pub mod identity;
 pub mod openapi;
+mod openapi_rules;
 pub mod rest;
 pub mod revocations;
 pub mod routes;
 pub mod status_http;
 pub mod transcode;
+pub mod validate;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -104,7 +107,9 @@ impl Gateway {
         let openapi = Arc::new(openapi::document(&table));
         let forwarder = Forwarder::new(config.backends.clone(), exposed.clone(), identity.clone());
         let grpc = grpc::grpc_service(&exposed, forwarder).await?;
+        let validator = validate::Validator::new(&pool)?;
         let rest_state = Arc::new(RestState {
+            validator,
             pool,
             table,
             backends: config.backends,

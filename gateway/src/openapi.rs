@@ -153,7 +153,7 @@ fn query_parameters(
             }
             _ => {
                 let mut param =
-                    json!({ "name": name, "in": "query", "required": false, "schema": schemas.field(&field) });
+                    json!({ "name": name, "in": "query", "required": prefix.is_empty() && crate::openapi_rules::is_required(&field), "schema": schemas.field(&field) });
                 if field.is_list() {
                     param["explode"] = json!(true);
                 }
@@ -224,6 +224,7 @@ impl Schemas {
             properties.insert(field.json_name().to_string(), schema);
         }
         let mut schema = json!({ "type": "object", "properties": properties });
+        schema.as_object_mut().expect("an object").extend(crate::openapi_rules::object_rules(message));
         if let Some(text) = comment(&message.parent_file(), message.path()) {
             schema["description"] = json!(text);
         }
@@ -250,7 +251,10 @@ impl Schemas {
             let value = self.kind(&entry.map_entry_value_field().kind());
             return json!({ "type": "object", "additionalProperties": value });
         }
-        let single = self.kind(&field.kind());
+        let mut single = self.kind(&field.kind());
+        if let (Value::Object(schema), false) = (&mut single, field.is_list()) {
+            schema.extend(crate::openapi_rules::constraints(field));
+        }
         if field.is_list() { json!({ "type": "array", "items": single }) } else { single }
     }
 

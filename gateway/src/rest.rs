@@ -26,8 +26,10 @@ use crate::identity::IdentityMinter;
 use crate::routes::{Lookup, RestRoute, RouteTable};
 use crate::status_http::{error_response, route_error};
 use crate::transcode::{body_too_large, copy_set_cookies, request_message, response_json};
+use crate::validate::Validator;
 
 pub struct RestState {
+    pub validator: Validator,
     pub pool: DescriptorPool,
     pub table: RouteTable,
     pub backends: HashMap<String, Channel>,
@@ -63,6 +65,9 @@ pub async fn handle(State(state): State<Arc<RestState>>, request: Request) -> Re
         Ok(message) => message,
         Err(status) => return error_response(&state.pool, &status),
     };
+    if let Err(status) = state.validator.check(&message) {
+        return error_response(&state.pool, &status);
+    }
     let Some(channel) = state.backends.get(route.rpc.parent_service().full_name()) else {
         return error_response(
             &state.pool,

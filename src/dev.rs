@@ -165,6 +165,7 @@ impl DevMesh {
             max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
             cors: cutx_gateway::CorsOrigins::Any,
             revocations_from: Some(auth_c),
+            edge: cutx_gateway::EdgeLimits::default(),
         })
         .await?;
         let addr = gateway.local_addr();

@@ -157,6 +157,7 @@ pub async fn gateway(args: GatewayArgs, shutdown: impl Future<Output = ()> + Sen
         max_body_bytes: args.max_body_bytes,
         cors: cors_origins(&args.cors_origins)?,
         revocations_from: Some(auth_for_revocations),
+        edge: cutx_gateway::EdgeLimits::default(),
     })
     .await?;
     println!("cutx gateway listening on http://{}", gateway.local_addr());

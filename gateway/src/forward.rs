@@ -79,7 +79,8 @@ impl Forwarder {
             .filter(|service| exposed.contains(service.full_name()))
             .filter_map(|service| Some((backends.get(service.full_name())?.clone(), service)))
             .flat_map(|(channel, service)| {
-                service.methods().map(move |method| {
+                let methods: Vec<MethodDescriptor> = service.methods().collect();
+                methods.into_iter().map(move |method| {
                     (format!("/{}/{}", method.parent_service().full_name(), method.name()), (method, channel.clone()))
                 })
             })
@@ -122,8 +123,8 @@ impl Service<Request<AxumBody>> for Forwarder {
                 Err(status) => return Ok(status.into_http()),
             };
             let encoding = parts.headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
-            let checked = crate::frames::single_message(&body, encoding)
-                .and_then(|message| check.check(&method, &message));
+            let checked =
+                crate::frames::single_message(&body, encoding).and_then(|message| check.check(&method, &message));
             if let Err(status) = checked {
                 return Ok(status.into_http());
             }

@@ -104,7 +104,11 @@ mod tests {
             (frame(1, b"hello"), Some("identity"), Err(Code::Internal)),
             (frame(1, b"hello"), Some("gzip"), Err(Code::Unimplemented)),
             (frame(2, b"hello"), None, Err(Code::Internal)),
-            ([vec![0], (MAX_MESSAGE_BYTES as u32 + 1).to_be_bytes().to_vec()].concat(), None, Err(Code::ResourceExhausted)),
+            (
+                [vec![0], (MAX_MESSAGE_BYTES as u32 + 1).to_be_bytes().to_vec()].concat(),
+                None,
+                Err(Code::ResourceExhausted),
+            ),
         ];
         for (body, encoding, want) in table {
             let got = single_message(&Bytes::from(body.clone()), encoding);

@@ -1,13 +1,15 @@
 //! The gRPC side of the port: health, reflection and the pass-through, behind tonic-web.
 //!
 //! Reflection (v1, and v1alpha for grpcurl 1.8) lists only the exposed services, health and
-//! reflection itself; health reports SERVING for "" and for each exposed service.
+//! reflection itself, and describes only what they reach; health reports SERVING for "" and for
+//! each exposed service.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use prost_reflect::DescriptorPool;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tower::util::BoxCloneSyncService;
@@ -23,25 +25,35 @@ pub type GrpcService = BoxCloneSyncService<Request, Response, Infallible>;
 
 /// Requests of the gRPC side: gRPC and gRPC-web (binary or text) alike.
 pub fn is_grpc(request: &Request) -> bool {
-    request
-        .headers()
+    is_grpc_headers(request.headers())
+}
+
+/// Requests by header alone, for middleware that sees only the head.
+pub fn is_grpc_headers(headers: &http::HeaderMap) -> bool {
+    headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
-pub async fn grpc_service(exposed: &HashSet<String>, forwarder: Forwarder) -> anyhow::Result<GrpcService> {
+pub async fn grpc_service(
+    pool: &DescriptorPool,
+    exposed: &HashSet<String>,
+    forwarder: Forwarder,
+) -> anyhow::Result<GrpcService> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_service_status("", ServingStatus::Serving).await;
     for service in exposed {
         reporter.set_service_status(service, ServingStatus::Serving).await;
     }
 
+    // Only what the exposed services reach can be described (see `crate::reflection`).
+    let public = crate::reflection::public_descriptor_set(pool, exposed)?;
     let listed = exposed.iter().map(String::as_str).chain([HEALTH_SERVICE]).chain(REFLECTION_SERVICES);
     let reflection = || {
         listed.clone().fold(
             tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(cutx_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(&public)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
             |builder, name| builder.with_service_name(name),
         )
@@ -53,5 +65,17 @@ pub async fn grpc_service(exposed: &HashSet<String>, forwarder: Forwarder) -> an
         // Routes' router already has a fallback (UNIMPLEMENTED); merging would panic.
         .fallback_service(forwarder);
     let web = tonic_web::GrpcWebLayer::new().layer(routes);
-    Ok(BoxCloneSyncService::new(ServiceExt::<Request>::map_response(web, IntoResponse::into_response)))
+    let web = ServiceExt::<Request>::map_response(web, IntoResponse::into_response);
+    // gRPC-web-text bodies are checked as base64 before tonic-web decodes them.
+    let checked = tower::service_fn(move |request: Request| {
+        let web = web.clone();
+        async move {
+            if crate::grpc_web_text::is_grpc_web_text(&request) {
+                crate::grpc_web_text::checked(web, request).await
+            } else {
+                web.oneshot(request).await
+            }
+        }
+    });
+    Ok(BoxCloneSyncService::new(checked))
 }

@@ -53,7 +53,8 @@ where
     let text = match Limited::new(body, MAX_TEXT_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => {
-            let status = Status::resource_exhausted(format!("request message is larger than {MAX_MESSAGE_BYTES} bytes"));
+            let status =
+                Status::resource_exhausted(format!("request message is larger than {MAX_MESSAGE_BYTES} bytes"));
             return Ok(trailers_only(status, &parts.headers));
         }
         Err(_) => return Ok(trailers_only(Status::cancelled("the request body could not be read"), &parts.headers)),

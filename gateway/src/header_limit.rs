@@ -59,7 +59,8 @@ pub async fn refuse_large_heads(State(pool): State<DescriptorPool>, request: Req
     if header_list_size(&parts) <= MAX_HEADER_BYTES {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    let status = Status::resource_exhausted(format!("request headers are larger than the {MAX_HEADER_BYTES} byte limit"));
+    let status =
+        Status::resource_exhausted(format!("request headers are larger than the {MAX_HEADER_BYTES} byte limit"));
     if crate::grpc::is_grpc_headers(&parts.headers) {
         let mut answer = status.into_http::<Body>();
         *answer.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
@@ -109,7 +110,11 @@ mod tests {
             user: Some(cutx_platform::ids::UserId::new()),
         };
         let token = mesh.mint(&identity);
-        let added = cutx_platform::mesh::MESH_HEADER.len() + token.len() + FIELD_OVERHEAD + "te: trailers".len() + FIELD_OVERHEAD;
+        let added = cutx_platform::mesh::MESH_HEADER.len()
+            + token.len()
+            + FIELD_OVERHEAD
+            + "te: trailers".len()
+            + FIELD_OVERHEAD;
         assert!(MAX_HEADER_BYTES + added < backends_limit, "{added} bytes added");
         assert!(TRANSPORT_MAX_HEADER_BYTES > 100 * 1000, "heads up to 100 kB get the gateway's answer");
     }

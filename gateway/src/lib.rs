@@ -8,18 +8,27 @@
 //! verified session (see [`identity`]).
 
 pub mod codec;
+mod connection_cap;
 pub mod dialect;
+mod field_rules;
 pub mod forward;
+pub mod frames;
 pub mod grpc;
+mod grpc_web_text;
+pub mod header_limit;
 pub mod http_rule;
 pub mod identity;
 pub mod openapi;
+mod openapi_rules;
+mod reflection;
 pub mod rest;
 pub mod revocations;
 pub mod routes;
+pub mod serve;
 pub mod status_http;
 pub mod strict_json;
 pub mod transcode;
+pub mod validate;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -29,18 +38,19 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::Request;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use http::{HeaderName, Method, header};
 use prost_reflect::DescriptorPool;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::forward::Forwarder;
 use crate::identity::IdentityMinter;
 use crate::rest::RestState;
 use crate::routes::RouteTable;
+pub use crate::serve::EdgeLimits;
 
 pub struct GatewayConfig {
     pub listen: SocketAddr,
@@ -60,6 +70,8 @@ pub struct GatewayConfig {
     /// auth-svc, whose list of logged-out sessions the gateway follows; `None` honours no
     /// logout beyond the cleared cookie.
     pub revocations_from: Option<Channel>,
+    /// Header-read timeout, connections per client and the other limits of the accept loop.
+    pub edge: EdgeLimits,
 }
 
 /// The origins a browser may call the gateway from, with the session cookie.
@@ -79,6 +91,7 @@ pub struct Gateway {
     listener: TcpListener,
     local_addr: SocketAddr,
     app: Router,
+    edge: EdgeLimits,
     follower: Option<(Channel, cutx_platform::mesh::MeshKey, identity::Revocations)>,
 }
 
@@ -104,9 +117,14 @@ impl Gateway {
         let identity = IdentityMinter::new(config.sessions, config.mesh, revoked);
 
         let openapi = Arc::new(openapi::document(&table));
-        let forwarder = Forwarder::new(config.backends.clone(), exposed.clone(), identity.clone());
-        let grpc = grpc::grpc_service(&exposed, forwarder).await?;
+        config.edge.validate()?;
+        let validator = validate::Validator::new(&pool)?;
+        let forwarder =
+            Forwarder::new(&pool, &config.backends, &exposed, identity.clone()).with_check(validator.clone());
+        let grpc = grpc::grpc_service(&pool, &exposed, forwarder).await?;
+        let header_pool = pool.clone();
         let rest_state = Arc::new(RestState {
+            validator,
             pool,
             table,
             backends: config.backends,
@@ -129,11 +147,17 @@ impl Gateway {
                     if grpc::is_grpc(&request) { grpc.oneshot(request).await } else { http.oneshot(request).await }
                 }
             }))
-            .layer(cors(config.cors));
+            .layer(cors(config.cors))
+            .layer(axum::middleware::from_fn_with_state(header_pool, header_limit::refuse_large_heads))
+            // Every answer, errors and CORS preflights included, is what it says it is.
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                http::HeaderValue::from_static("nosniff"),
+            ));
 
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
-        Ok(Gateway { listener, local_addr, app, follower })
+        Ok(Gateway { listener, local_addr, app, edge: config.edge, follower })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -145,20 +169,14 @@ impl Gateway {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        // Without TCP_NODELAY small gRPC frames wait on Nagle: 40 ms stalls, half the throughput.
-        let listener = self.listener.tap_io(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
         tracing::info!(addr = %self.local_addr, "gateway listening");
         let follower =
             self.follower.map(|(auth, mesh, revoked)| tokio::spawn(revocations::follow(auth, mesh, revoked)));
-        let served = axum::serve(listener, self.app).with_graceful_shutdown(shutdown).await;
+        serve::serve(self.listener, self.app, self.edge, shutdown).await;
         if let Some(follower) = follower {
             follower.abort();
         }
-        served.context("serving the gateway")
+        Ok(())
     }
 }
 

@@ -87,7 +87,12 @@ fn operation(route: &RestRoute, schemas: &mut Schemas) -> Value {
     let required = crate::transcode::body_required(route);
     match &route.body {
         BodyRule::Whole => {
-            op["requestBody"] = json!({ "required": required, "content": { "application/json": { "schema": schemas.message_ref(&input) } } });
+            // Fields bound in the path are not the body's: a body that repeated them would only
+            // be refused when they differ.
+            let schema =
+                if taken.is_empty() { schemas.message_ref(&input) } else { schemas.message_without(&input, &taken) };
+            op["requestBody"] =
+                json!({ "required": required, "content": { "application/json": { "schema": schema } } });
         }
         BodyRule::Field(field) => {
             taken.insert(field.number());
@@ -156,8 +161,7 @@ fn query_parameters(
                 }
             }
             _ => {
-                let mut param =
-                    json!({ "name": name, "in": "query", "required": false, "schema": schemas.field(&field) });
+                let mut param = json!({ "name": name, "in": "query", "required": prefix.is_empty() && crate::openapi_rules::is_required(&field), "schema": schemas.field(&field) });
                 if field.is_list() {
                     param["explode"] = json!(true);
                 }
@@ -221,6 +225,23 @@ impl Schemas {
         schema_ref(&name)
     }
 
+    /// The message's schema, inline, without the top-level fields numbered in `taken`.
+    fn message_without(&mut self, message: &MessageDescriptor, taken: &HashSet<u32>) -> Value {
+        let mut schema = self.message_schema(message);
+        let gone: Vec<String> =
+            message.fields().filter(|f| taken.contains(&f.number())).map(|f| f.json_name().to_string()).collect();
+        if let Some(properties) = schema["properties"].as_object_mut() {
+            properties.retain(|name, _| !gone.contains(name));
+        }
+        if let Some(required) = schema.get_mut("required").and_then(Value::as_array_mut) {
+            required.retain(|name| !name.as_str().is_some_and(|n| gone.iter().any(|g| g == n)));
+            if required.is_empty() {
+                schema.as_object_mut().expect("an object").remove("required");
+            }
+        }
+        schema
+    }
+
     fn message_schema(&mut self, message: &MessageDescriptor) -> Value {
         let mut properties = serde_json::Map::new();
         for field in message.fields() {
@@ -230,7 +251,9 @@ impl Schemas {
             }
             properties.insert(field.json_name().to_string(), schema);
         }
-        let mut schema = json!({ "type": "object", "properties": properties });
+        // The transcoder refuses a field the message does not have, so the schema says so.
+        let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+        schema.as_object_mut().expect("an object").extend(crate::openapi_rules::object_rules(message));
         if let Some(text) = comment(&message.parent_file(), message.path()) {
             schema["description"] = json!(text);
         }
@@ -257,7 +280,10 @@ impl Schemas {
             let value = self.kind(&entry.map_entry_value_field().kind());
             return json!({ "type": "object", "additionalProperties": value });
         }
-        let single = self.kind(&field.kind());
+        let mut single = self.kind(&field.kind());
+        if let (Value::Object(schema), false) = (&mut single, field.is_list()) {
+            schema.extend(crate::openapi_rules::constraints(field));
+        }
         if field.is_list() { json!({ "type": "array", "items": single }) } else { single }
     }
 

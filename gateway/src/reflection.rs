@@ -44,7 +44,9 @@ pub fn public_descriptor_set(pool: &DescriptorPool, exposed: &HashSet<String>) -
             let Some(Value::List(elements)) = file.get_field_by_name_mut(field) else { continue };
             let keep: Vec<bool> = elements
                 .iter()
-                .map(|element| element.as_message().is_some_and(|e| wanted.contains(&qualified(&package, &text(e, "name")))))
+                .map(|element| {
+                    element.as_message().is_some_and(|e| wanted.contains(&qualified(&package, &text(e, "name"))))
+                })
                 .collect();
             let mut flags = keep.iter();
             elements.retain(|_| *flags.next().expect("one flag per element"));
@@ -257,7 +259,12 @@ mod tests {
             })
         };
         for message in public.all_messages().filter(|m| m.parent_message().is_none()) {
-            assert_eq!(comment(&public, message.full_name()), comment(&whole, message.full_name()), "{}", message.full_name());
+            assert_eq!(
+                comment(&public, message.full_name()),
+                comment(&whole, message.full_name()),
+                "{}",
+                message.full_name()
+            );
         }
     }
 }

@@ -27,8 +27,10 @@ use crate::routes::{Lookup, RestRoute, RouteTable};
 use crate::status_http::{error_response, error_response_as, route_error};
 use crate::transcode::{BodyRead, read_body, require_json};
 use crate::transcode::{body_too_large, copy_set_cookies, request_message, response_json};
+use crate::validate::Validator;
 
 pub struct RestState {
+    pub validator: Validator,
     pub pool: DescriptorPool,
     pub table: RouteTable,
     pub backends: HashMap<String, Channel>,
@@ -76,6 +78,9 @@ pub async fn handle(State(state): State<Arc<RestState>>, request: Request) -> Re
         Ok(message) => message,
         Err(status) => return error_response(&state.pool, &status),
     };
+    if let Err(status) = state.validator.check(&message) {
+        return error_response(&state.pool, &status);
+    }
     let Some(channel) = state.backends.get(route.rpc.parent_service().full_name()) else {
         return error_response(
             &state.pool,
@@ -116,11 +121,13 @@ async fn unary(state: &RestState, route: &RestRoute, channel: Channel, mut call:
     call.set_timeout(UNARY_DEADLINE);
     let mut client = tonic::client::Grpc::new(channel);
     if let Err(e) = client.ready().await {
-        return error_response(&state.pool, &Status::unavailable(format!("backend not ready: {e}")));
+        return error_response(&state.pool, &crate::status_http::unreachable(&route.grpc_path(), &e));
     }
     let response = match client.unary(call, path_of(route), BytesCodec).await {
         Ok(response) => response,
-        Err(status) => return error_response(&state.pool, &status),
+        Err(status) => {
+            return error_response(&state.pool, &crate::status_http::from_backend(&route.grpc_path(), status));
+        }
     };
     let (metadata, encoded, _) = response.into_parts();
     let json = match response_json(route, state.table.dialect(), &encoded) {
@@ -129,6 +136,8 @@ async fn unary(state: &RestState, route: &RestRoute, channel: Channel, mut call:
     };
     let mut answer = (route.success, axum::Json(json)).into_response();
     copy_set_cookies(&metadata, answer.headers_mut());
+    // Every answer is the caller's own (or a session token): never kept by a cache.
+    answer.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     answer
 }
 
@@ -140,16 +149,19 @@ async fn server_streaming(
 ) -> Response {
     let mut client = tonic::client::Grpc::new(channel);
     if let Err(e) = client.ready().await {
-        return error_response(&state.pool, &Status::unavailable(format!("backend not ready: {e}")));
+        return error_response(&state.pool, &crate::status_http::unreachable(&route.grpc_path(), &e));
     }
     // An error before the first message (trailers-only) is an ordinary HTTP error answer.
     let response = match client.server_streaming(call, path_of(&route), BytesCodec).await {
         Ok(response) => response,
-        Err(status) => return error_response(&state.pool, &status),
+        Err(status) => {
+            return error_response(&state.pool, &crate::status_http::from_backend(&route.grpc_path(), status));
+        }
     };
     let (metadata, stream, _) = response.into_parts();
     let lines = stream
         .map(move |item| {
+            let item = item.map_err(|status| crate::status_http::from_backend(&route.grpc_path(), status));
             let line = match item.and_then(|encoded| response_json(&route, state.table.dialect(), &encoded)) {
                 Ok(json) => serde_json::json!({ "result": json }),
                 Err(status) => serde_json::json!({ "error": crate::status_http::error_body(&state.pool, &status) }),
@@ -168,6 +180,7 @@ async fn server_streaming(
         });
     let mut answer = Response::new(Body::from_stream(lines));
     answer.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    answer.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     copy_set_cookies(&metadata, answer.headers_mut());
     answer
 }

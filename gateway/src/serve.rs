@@ -61,7 +61,10 @@ impl EdgeLimits {
         anyhow::ensure!(!self.header_read_timeout.is_zero(), "the header read timeout must be more than zero");
         anyhow::ensure!(self.max_connections_per_client > 0, "a client must be allowed at least one connection");
         anyhow::ensure!(self.http2_max_concurrent_streams > 0, "an HTTP/2 connection must allow at least one call");
-        anyhow::ensure!(!self.http2_keep_alive_interval.is_zero(), "the HTTP/2 keep-alive interval must be more than zero");
+        anyhow::ensure!(
+            !self.http2_keep_alive_interval.is_zero(),
+            "the HTTP/2 keep-alive interval must be more than zero"
+        );
         Ok(())
     }
 }
@@ -176,4 +179,3 @@ async fn backoff_after(e: std::io::Error) {
     tracing::error!(error = %e, "accepting a connection failed");
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
-

@@ -87,6 +87,38 @@ pub fn short_name(status: &Status, http: StatusCode) -> String {
     }
 }
 
+/// A status as the client may see it. One the backend answered passes as it is; one the client
+/// side of the call made up (the connection failed, the answer was not gRPC) describes the mesh,
+/// not the call, so it is logged and the caller gets a bare `UNAVAILABLE` or `INTERNAL`.
+pub fn from_backend(path: &str, status: Status) -> Status {
+    use std::error::Error as _;
+    let made_up_here = status.source().is_some() || status.message().starts_with("grpc-status header missing");
+    if !made_up_here {
+        return status;
+    }
+    tracing::warn!(path, code = ?status.code(), error = %status.message(), "a call to a backend failed in transport");
+    match status.code() {
+        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded => {
+            Status::new(status.code(), transport_message(status.code()))
+        }
+        _ => Status::internal("the service answered in a way the gateway could not read"),
+    }
+}
+
+fn transport_message(code: Code) -> &'static str {
+    match code {
+        Code::DeadlineExceeded => "the service did not answer in time",
+        Code::Cancelled => "the call was cancelled",
+        _ => "the service is unavailable",
+    }
+}
+
+/// A backend whose connection is not ready: logged, and a bare `UNAVAILABLE` for the client.
+pub fn unreachable(path: &str, error: &dyn std::fmt::Display) -> Status {
+    tracing::warn!(path, error = %error, "a backend is not reachable");
+    Status::unavailable("the service is unavailable")
+}
+
 /// `{"error", "message", "code", "details"}` for a status answered with `http`.
 pub fn error_body_as(pool: &DescriptorPool, status: &Status, http: StatusCode) -> serde_json::Value {
     serde_json::json!({

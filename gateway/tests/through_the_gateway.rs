@@ -69,6 +69,9 @@ fn job(id: &str, status: pb::JobStatus) -> pb::Job {
     }
 }
 
+/// The job id the fake watch refuses.
+const MISSING_JOB: &str = "00000000-0000-4000-8000-00000000dead";
+
 #[tonic::async_trait]
 impl JobService for FakeJobs {
     async fn generate_copy(
@@ -121,7 +124,7 @@ impl JobService for FakeJobs {
 
     async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> Result<Response<Self::WatchJobStream>, Status> {
         let id = request.into_inner().id;
-        if id == "missing" {
+        if id == MISSING_JOB {
             return Err(Status::not_found("no such job"));
         }
         let items = vec![
@@ -170,6 +173,7 @@ async fn spawn_mesh() -> TestMesh {
         max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
         cors: cutx_gateway::CorsOrigins::Any,
         revocations_from: None,
+        edge: cutx_gateway::EdgeLimits::default(),
     };
     let gateway = Gateway::build(config).await.unwrap();
     let addr = gateway.local_addr();
@@ -489,10 +493,12 @@ async fn a_cors_preflight_mirrors_the_origin_with_credentials() {
 #[tokio::test]
 async fn path_parameters_fill_the_request_and_timestamps_render_as_rfc3339() {
     let mesh = spawn_mesh().await;
-    let response = http().get(format!("{}/api/jobs/job%201", mesh.base)).send().await.unwrap();
+    // A path segment arrives percent-decoded.
+    let url = format!("{}/api/jobs/0190a1b2%2D0000-7000-8000-000000000001", mesh.base);
+    let response = http().get(url).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["id"], "job 1", "the job itself, by its response_body rule: {body}");
+    assert_eq!(body["id"], "0190a1b2-0000-7000-8000-000000000001", "the job itself, by its response_body rule: {body}");
     assert_eq!(body["status"], "queued");
     assert_eq!(body["createdAt"], "2023-11-14T22:13:20Z");
     assert_eq!(body["creditsUsed"], 0, "default-valued fields are kept");
@@ -501,7 +507,8 @@ async fn path_parameters_fill_the_request_and_timestamps_render_as_rfc3339() {
 #[tokio::test]
 async fn a_server_stream_over_rest_is_ndjson_ending_with_an_error_line() {
     let mesh = spawn_mesh().await;
-    let response = http().get(format!("{}/api/jobs/j1/watch", mesh.base)).send().await.unwrap();
+    let response =
+        http().get(format!("{}/api/jobs/0190a1b2-0000-7000-8000-000000000001/watch", mesh.base)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     let text = response.text().await.unwrap();
@@ -513,7 +520,7 @@ async fn a_server_stream_over_rest_is_ndjson_ending_with_an_error_line() {
     assert_eq!(lines[2]["error"]["message"], "the job went away");
 
     // A stream refused before its first message is an ordinary HTTP error.
-    let refused = http().get(format!("{}/api/jobs/missing/watch", mesh.base)).send().await.unwrap();
+    let refused = http().get(format!("{}/api/jobs/{MISSING_JOB}/watch", mesh.base)).send().await.unwrap();
     assert_eq!(refused.status(), 404);
 }
 

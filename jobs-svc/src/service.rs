@@ -121,9 +121,10 @@ impl Jobs {
             return Ok(());
         }
         let id: JobId = media.job_id.parse().map_err(|_| invalid_field(field, "must be a job id"))?;
+        // Another user's job is as unknown as one that never was.
         let output = match self.store.first_output(caller, id).await {
             Ok(found) => found,
-            Err(StoreError::JobNotFound(_)) => None,
+            Err(StoreError::JobNotFound(_)) => return Err(Status::not_found(format!("{field}: job {id} not found"))),
             Err(e) => return Err(e.into()),
         };
         let Some(output) = output else {

@@ -274,17 +274,6 @@ async fn each_kind_completes_with_its_files_for_every_output_shape(mode: Mode) {
         ),
         (
             client
-                .image_to_video(pb::GenerateImageToVideoRequest {
-                    source_job_id: "0192f5a4-1c3e-7b2a-9c4d-5e6f7a8b9c0d".into(),
-                    prompt: "a slow turn".into(),
-                    ..Default::default()
-                })
-                .await
-                .map(|r| r.job_id),
-            "source_job_id",
-        ),
-        (
-            client
                 .reframe(pb::GenerateReframeRequest {
                     source_url: "https://cdn.example.com/a.png".into(),
                     ..Default::default()
@@ -313,6 +302,16 @@ async fn each_kind_completes_with_its_files_for_every_output_shape(mode: Mode) {
         assert_eq!(error.http, Some(400), "{field}: {error:?}");
         assert!(error.fields.iter().any(|f| f == field), "{field}: {error:?}");
     }
+    // A job to start from that is not there is not found, and costs nothing either.
+    let missing = client
+        .image_to_video(pb::GenerateImageToVideoRequest {
+            source_job_id: "0192f5a4-1c3e-7b2a-9c4d-5e6f7a8b9c0d".into(),
+            prompt: "a slow turn".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no such job");
+    assert_eq!(missing.code, tonic::Code::NotFound, "{missing:?}");
     assert_eq!(client.balance().await.unwrap().balance, 25 - 15);
     assert_eq!(client.all_jobs().await.len(), jobs_before);
     server.stop().await;

@@ -145,6 +145,12 @@ struct TestMesh {
 }
 
 async fn spawn_mesh() -> TestMesh {
+    spawn_mesh_with(cutx_gateway::EdgeLimits::default(), false).await
+}
+
+/// The mesh with these edge limits; with `dead_backend` every service's backend is a port
+/// nobody listens on.
+async fn spawn_mesh_with(edge: cutx_gateway::EdgeLimits, dead_backend: bool) -> TestMesh {
     let mesh = MeshKey::new(&Secret::new("mesh-secret".into()));
     let sessions = SessionKey::new(&Secret::new("session-secret".into()));
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -158,6 +164,12 @@ async fn spawn_mesh() -> TestMesh {
             .add_service(JobServiceServer::new(FakeJobs))
             .serve_with_incoming(TcpListenerStream::new(backend_listener)),
     );
+    let backend_addr = if dead_backend {
+        let unused = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        unused.local_addr().unwrap()
+    } else {
+        backend_addr
+    };
     let backend = Endpoint::from_shared(format!("http://{backend_addr}")).unwrap().connect_lazy();
 
     let config = GatewayConfig {
@@ -173,7 +185,7 @@ async fn spawn_mesh() -> TestMesh {
         max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
         cors: cutx_gateway::CorsOrigins::Any,
         revocations_from: None,
-        edge: cutx_gateway::EdgeLimits::default(),
+        edge,
     };
     let gateway = Gateway::build(config).await.unwrap();
     let addr = gateway.local_addr();
@@ -528,4 +540,305 @@ async fn a_server_stream_over_rest_is_ndjson_ending_with_an_error_line() {
 fn http() -> reqwest::Client {
     cutx_platform::fetch::install_tls_provider();
     reqwest::Client::new()
+}
+
+// The edge against hostile clients.
+
+/// Reads from `stream` until the server closes it (or `within` passes: then `false`).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+fn addr_of(mesh: &TestMesh) -> String {
+    mesh.base.trim_start_matches("http://").to_string()
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_headers_a_byte_at_a_time_is_cut_off_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let edge =
+        cutx_gateway::EdgeLimits { header_read_timeout: std::time::Duration::from_millis(500), ..Default::default() };
+    let mesh = spawn_mesh_with(edge, false).await;
+    // Over HTTP/1.1, a head that never ends; and a connection that never says which protocol.
+    let mut trickling = tokio::net::TcpStream::connect(addr_of(&mesh)).await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addr_of(&mesh)).await.unwrap();
+    let started = std::time::Instant::now();
+    let head = b"GET /api/openapi.json HTTP/1.1\r\nhost: x\r\nx-slow: ";
+    let mut cut = false;
+    for byte in head.iter().chain(std::iter::repeat(&b'a')).take(200) {
+        if trickling.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        if closed_within(&mut trickling, std::time::Duration::from_millis(100)).await {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "a trickling head is still open after {:?}", started.elapsed());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(closed_within(&mut silent, std::time::Duration::from_secs(5)).await, "a silent connection stays open");
+    // A client that sends its request at once is served as before.
+    let answer = http().get(format!("{}/api/openapi.json", mesh.base)).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test]
+async fn a_client_address_holds_at_most_its_cap_of_connections() {
+    let edge = cutx_gateway::EdgeLimits { max_connections_per_client: 3, ..Default::default() };
+    let mesh = spawn_mesh_with(edge, false).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(addr_of(&mesh)).await.unwrap());
+    }
+    // The three are open (not closed in a moment); a fourth is closed as soon as it is accepted.
+    assert!(!closed_within(&mut held[0], std::time::Duration::from_millis(300)).await);
+    let mut fourth = tokio::net::TcpStream::connect(addr_of(&mesh)).await.unwrap();
+    assert!(closed_within(&mut fourth, std::time::Duration::from_secs(5)).await, "the fourth connection was kept");
+    // One closes, and the address may connect again.
+    held.pop();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        if let Ok(answer) = client.get(format!("{}/api/openapi.json", mesh.base)).send().await {
+            assert_eq!(answer.status(), 200);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a slot was never given back");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Words that describe the transport rather than the call, which no answer may carry.
+const TRANSPORT_WORDS: [&str; 5] =
+    ["h2 protocol error", "grpc-status header missing", "transport error", "tcp connect", "connection refused"];
+
+fn assert_no_transport_text(text: &str) {
+    let lower = text.to_ascii_lowercase();
+    for words in TRANSPORT_WORDS {
+        assert!(!lower.contains(words), "{words:?} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn request_headers_of_17_to_100_kb_answer_431_over_rest_grpc_and_grpc_web() {
+    let mesh = spawn_mesh().await;
+    let user = UserId::new();
+    for size in [17 * 1024, 40 * 1024, 100 * 1000] {
+        let big = "a".repeat(size);
+        let rest = http()
+            .get(format!("{}/api/credits/balance", mesh.base))
+            .header("authorization", bearer(&mesh.sessions, user))
+            .header("x-big", &big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rest.status(), 431, "REST, {size} bytes");
+        let body: serde_json::Value = rest.json().await.unwrap();
+        assert_eq!(body["code"], "resource_exhausted", "{body}");
+        assert_no_transport_text(&body.to_string());
+
+        let web = reqwest::Client::builder()
+            .http1_only()
+            .build()
+            .unwrap()
+            .post(format!("{}/cutx.v1.BillingService/GetBalance", mesh.base))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-big", &big)
+            .body(vec![0u8, 0, 0, 0, 0])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(web.status(), 431, "gRPC-web, {size} bytes");
+        assert_eq!(web.headers()["grpc-status"], "8", "gRPC-web, {size} bytes");
+
+        let mut grpc = pb::billing_service_client::BillingServiceClient::new(mesh.channel.clone());
+        let mut call = Request::new(pb::GetBalanceRequest {});
+        call.metadata_mut().insert("x-big", big.parse().unwrap());
+        let status = grpc.get_balance(call).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "gRPC, {size} bytes: {status:?}");
+        assert_no_transport_text(status.message());
+    }
+    assert!(mesh.seen.lock().unwrap().is_empty(), "nothing was forwarded");
+    // The shared backend connection is unharmed.
+    let mut grpc = pb::billing_service_client::BillingServiceClient::new(mesh.channel.clone());
+    let mut call = Request::new(pb::GetBalanceRequest {});
+    call.metadata_mut().insert("authorization", bearer(&mesh.sessions, user).parse().unwrap());
+    assert_eq!(grpc.get_balance(call).await.unwrap().into_inner().balance, 42);
+}
+
+#[tokio::test]
+async fn a_backend_that_cannot_be_reached_answers_unavailable_without_transport_text() {
+    let mesh = spawn_mesh_with(cutx_gateway::EdgeLimits::default(), true).await;
+    let user = UserId::new();
+    let rest = http()
+        .get(format!("{}/api/credits/balance", mesh.base))
+        .header("authorization", bearer(&mesh.sessions, user))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 503);
+    let body = rest.text().await.unwrap();
+    assert!(body.contains("unavailable"), "{body}");
+    assert_no_transport_text(&body);
+
+    let mut grpc = pb::billing_service_client::BillingServiceClient::new(mesh.channel.clone());
+    let mut call = Request::new(pb::GetBalanceRequest {});
+    call.metadata_mut().insert("authorization", bearer(&mesh.sessions, user).parse().unwrap());
+    let status = grpc.get_balance(call).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_no_transport_text(status.message());
+}
+
+#[tokio::test]
+async fn grpc_web_text_that_is_not_base64_is_invalid_argument() {
+    let mesh = spawn_mesh().await;
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    for body in ["!!!not base64!!!", "AAAA AAAA", "AAAAA"] {
+        let answer = client
+            .post(format!("{}/cutx.v1.BillingService/GetBalance", mesh.base))
+            .header("content-type", "application/grpc-web-text")
+            .header("authorization", bearer(&mesh.sessions, UserId::new()))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["grpc-status"], "3", "{body:?}: {:?}", answer.headers());
+    }
+    assert!(mesh.seen.lock().unwrap().is_empty(), "nothing was forwarded");
+}
+
+/// The body of a gRPC call: each message framed as gRPC frames it.
+fn frames(messages: &[&[u8]]) -> Vec<u8> {
+    messages.iter().flat_map(|m| [vec![0u8], (m.len() as u32).to_be_bytes().to_vec(), m.to_vec()].concat()).collect()
+}
+
+#[tokio::test]
+async fn a_unary_call_carrying_two_messages_is_refused_over_grpc_and_grpc_web() {
+    let mesh = spawn_mesh().await;
+    let two = frames(&[b"", b""]);
+    let grpc = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let web = reqwest::Client::builder().http1_only().build().unwrap();
+    for (client, content_type) in [(&grpc, "application/grpc"), (&web, "application/grpc-web+proto")] {
+        let answer = client
+            .post(format!("{}/cutx.v1.BillingService/GetBalance", mesh.base))
+            .header("content-type", content_type)
+            .header("te", "trailers")
+            .header("authorization", bearer(&mesh.sessions, UserId::new()))
+            .body(two.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["grpc-status"], "12", "{content_type}: {:?}", answer.headers());
+    }
+    assert!(mesh.seen.lock().unwrap().is_empty(), "nothing was forwarded");
+}
+
+#[tokio::test]
+async fn a_grpc_request_breaking_a_declared_rule_is_refused_by_field_before_the_backend() {
+    let mesh = spawn_mesh().await;
+    let mut jobs = pb::job_service_client::JobServiceClient::new(mesh.channel.clone());
+    let status = jobs.get_job(pb::GetJobRequest { id: "not-an-id".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let details = tonic_types::StatusExt::get_details_bad_request(&status).expect("a BadRequest");
+    assert_eq!(details.field_violations[0].field, "id");
+    // Over REST the same rule answers 400 naming the same field.
+    let rest = http().get(format!("{}/api/jobs/not-an-id", mesh.base)).send().await.unwrap();
+    assert_eq!(rest.status(), 400);
+    let body: serde_json::Value = rest.json().await.unwrap();
+    assert_eq!(body["details"][0]["fieldViolations"][0]["field"], "id", "{body}");
+}
+
+#[tokio::test]
+async fn reflection_neither_lists_nor_describes_an_internal_service_or_its_messages() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let mesh = spawn_mesh().await;
+    let mut reflection = ServerReflectionClient::new(mesh.channel.clone());
+    let ask = |symbol: &str| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_string())),
+    };
+    let symbols =
+        ["cutx.v1.JobInternalService", "cutx.v1.BillingInternalService", "cutx.v1.StartJobRequest", "cutx.v1.Job"];
+    for symbol in symbols {
+        // tonic-reflection ends the stream with NOT_FOUND for a symbol it cannot describe.
+        let described = match reflection.server_reflection_info(tokio_stream::iter([ask(symbol)])).await {
+            Err(status) => {
+                assert_eq!(status.code(), Code::NotFound, "{symbol}");
+                false
+            }
+            Ok(answers) => match answers.into_inner().message().await {
+                Ok(Some(answer)) => matches!(answer.message_response, Some(MessageResponse::FileDescriptorResponse(_))),
+                Ok(None) => false,
+                Err(status) => {
+                    assert_eq!(status.code(), Code::NotFound, "{symbol}");
+                    false
+                }
+            },
+        };
+        assert_eq!(described, symbol == "cutx.v1.Job", "{symbol}");
+    }
+}
+
+#[tokio::test]
+async fn every_answer_says_nosniff_and_json_for_a_signed_in_user_is_never_stored() {
+    let mesh = spawn_mesh().await;
+    let user = bearer(&mesh.sessions, UserId::new());
+    let web = reqwest::Client::builder().http1_only().build().unwrap();
+    let answers = vec![
+        ("balance", http().get(format!("{}/api/credits/balance", mesh.base)).header("authorization", &user)),
+        ("no route", http().get(format!("{}/api/nowhere", mesh.base))),
+        ("openapi", http().get(format!("{}/api/openapi.json", mesh.base))),
+        ("media", http().get(format!("{}/media/ping", mesh.base))),
+        (
+            "preflight",
+            http()
+                .request(http::Method::OPTIONS, format!("{}/api/credits/balance", mesh.base))
+                .header("origin", "https://studio.example")
+                .header("access-control-request-method", "GET"),
+        ),
+        (
+            "grpc-web",
+            web.post(format!("{}/cutx.v1.BillingService/GetBalance", mesh.base))
+                .header("content-type", "application/grpc-web+proto")
+                .header("authorization", &user)
+                .body(frames(&[b""])),
+        ),
+    ];
+    for (what, request) in answers {
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.headers()["x-content-type-options"], "nosniff", "{what}");
+        if what == "balance" || what == "no route" {
+            assert_eq!(answer.headers()["cache-control"], "no-store", "{what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_json_body_naming_a_field_twice_is_refused() {
+    let mesh = spawn_mesh().await;
+    let answer = http()
+        .post(format!("{}/api/generate/static-ad", mesh.base))
+        .header("content-type", "application/json")
+        .header("authorization", bearer(&mesh.sessions, UserId::new()))
+        .body(r#"{"prompt": "a fine prompt", "prompt": "another prompt"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("prompt"), "{body}");
 }

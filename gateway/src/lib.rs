@@ -23,6 +23,7 @@ mod openapi_rules;
 mod reflection;
 pub mod rest;
 pub mod revocations;
+pub mod route_table;
 pub mod routes;
 pub mod serve;
 pub mod status_http;

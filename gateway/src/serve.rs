@@ -4,7 +4,8 @@
 //! A connection that has not sent a whole request head within `header_read_timeout` of being
 //! accepted is closed, however it trickles and whichever protocol it is heading for; on an
 //! HTTP/1.1 keep-alive connection each next request head has the same time. A client address
-//! holds at most `max_connections_per_client` connections (see [`ConnectionCap`]). On shutdown
+//! holds at most `max_connections_per_client` connections (see [`ConnectionCap`]); loopback
+//! clients only when `cap_loopback` says so. On shutdown
 //! the listener closes, open connections finish the calls they carry (HTTP/2 gets a GOAWAY,
 //! HTTP/1.1 closes after its current answer) and whatever is still open after `shutdown_grace`
 //! is cut.
@@ -36,6 +37,9 @@ pub struct EdgeLimits {
     pub header_read_timeout: Duration,
     /// Open connections one client address may hold.
     pub max_connections_per_client: usize,
+    /// Whether loopback clients are capped too. They are not by default: a reverse proxy on the
+    /// same host brings every user from a loopback address, and so does `cutx dev`'s own machine.
+    pub cap_loopback: bool,
     /// Concurrent calls on one HTTP/2 connection.
     pub http2_max_concurrent_streams: u32,
     /// How often an HTTP/2 connection is pinged; one unanswered for as long is closed.
@@ -49,6 +53,7 @@ impl Default for EdgeLimits {
         Self {
             header_read_timeout: Duration::from_secs(10),
             max_connections_per_client: 64,
+            cap_loopback: false,
             http2_max_concurrent_streams: 200,
             http2_keep_alive_interval: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(20),
@@ -88,9 +93,14 @@ pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits, shutd
                 }
             },
         };
-        let Some(admitted) = cap.admit(peer.ip()) else {
-            tracing::debug!(%peer, "client is at its connection cap: closed");
-            continue;
+        let admitted = if peer.ip().to_canonical().is_loopback() && !limits.cap_loopback {
+            None
+        } else {
+            let Some(admitted) = cap.admit(peer.ip()) else {
+                tracing::debug!(%peer, "client is at its connection cap: closed");
+                continue;
+            };
+            Some(admitted)
         };
         let connection = serve_connection(&builder, &graceful, stream, peer, app.clone(), limits.header_read_timeout);
         connections.spawn(async move {

@@ -53,7 +53,14 @@ impl Validator {
             Err(RulesError::Validation(e)) => e.into_violations(),
             Err(e) => return Err(cutx_platform::error::internal("validating a request", e)),
         };
-        let fields: Vec<FieldViolation> = violations.iter().map(|v| field_violation(message, v)).collect();
+        // One violation per field, the first rule it breaks: a too-short prompt is "at least 5
+        // characters", not that and the pattern that says the same of its trimmed text.
+        let mut fields: Vec<FieldViolation> = Vec::new();
+        for violation in violations.iter().map(|v| field_violation(message, v)) {
+            if !fields.iter().any(|f| f.field == violation.field) {
+                fields.push(violation);
+            }
+        }
         Err(invalid_argument(&fields))
     }
 }
@@ -235,6 +242,7 @@ fn below(bound: &Bound) -> &'static str {
 /// The patterns the protos use, in words. A pattern missing here is shown as it is (a test
 /// keeps every pattern of a public request in this table).
 pub(crate) const PATTERN_WORDS: &[(&str, &str)] = &[
+    (r"^\s*\S[\s\S]{3,}\S\s*$", "must be at least 5 characters, not counting surrounding spaces"),
     ("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", "must be an id (a UUID)"),
     (
         r"^[Hh][Tt][Tt][Pp][Ss]://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:[0-9]{1,4})?([/?#][\x21-\x7E]*)?$",

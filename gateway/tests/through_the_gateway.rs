@@ -594,7 +594,8 @@ async fn a_client_that_sends_its_headers_a_byte_at_a_time_is_cut_off_after_the_h
 
 #[tokio::test]
 async fn a_client_address_holds_at_most_its_cap_of_connections() {
-    let edge = cutx_gateway::EdgeLimits { max_connections_per_client: 3, ..Default::default() };
+    // The test's client is on loopback, which is capped only when asked.
+    let edge = cutx_gateway::EdgeLimits { max_connections_per_client: 3, cap_loopback: true, ..Default::default() };
     let mesh = spawn_mesh_with(edge, false).await;
     let mut held = Vec::new();
     for _ in 0..3 {

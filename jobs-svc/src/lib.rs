@@ -45,7 +45,9 @@ impl From<StoreError> for Status {
             ),
             StoreError::Db(e) => cutx_platform::error::internal("jobs store", e),
             StoreError::Corrupt(id, what) => cutx_platform::error::internal("jobs store", format!("job {id}: {what}")),
-            StoreError::KeyReused(_) => cutx_platform::error::invalid_field("idempotency_key", e.to_string()),
+            StoreError::KeyReused(_) => {
+                cutx_platform::error::conflicting_field("idempotency_key", e.to_string(), "IDEMPOTENCY_KEY_REUSED")
+            }
             StoreError::LeaseHeld(_) => cutx_platform::error::with_reason(
                 tonic::Code::FailedPrecondition,
                 e.to_string(),

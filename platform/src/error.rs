@@ -43,6 +43,17 @@ pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
     invalid_argument(&[FieldViolation::new(field, description)])
 }
 
+/// `ALREADY_EXISTS` (HTTP 409) for a field whose value is already taken by something else, such
+/// as an idempotency key sent before with a different request; the field is named as in
+/// [`invalid_field`], and `reason` says what happened for clients that branch on it.
+pub fn conflicting_field(field: &str, description: impl Into<String>, reason: &str) -> Status {
+    let description = description.into();
+    let mut details = ErrorDetails::new();
+    details.add_bad_request_violation(field, description.clone());
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::AlreadyExists, format!("{field}: {description}"), details)
+}
+
 /// A status with an `ErrorInfo` reason, for clients that branch on it.
 pub fn with_reason(code: Code, message: impl Into<String>, reason: &str) -> Status {
     let mut details = ErrorDetails::new();

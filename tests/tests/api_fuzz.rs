@@ -33,6 +33,13 @@ fail-on = true
 [warnings.low_valid_rate]
 threshold = 0.5
 
+# Requests with "exactly one of" rules (a `oneOf` in their body schema) get positive data only:
+# schemathesis' negative coverage of `oneOf` crashes inside Hypothesis on CPython 3.11.7 (an
+# "AST constructor recursion depth mismatch" SystemError), for some hash seeds.
+[[operations]]
+include-path-regex = "^/api/generate/(i2v|reframe|video)$"
+generation = {{ mode = "positive" }}
+
 [[operations]]
 include-path-regex = "^/api/jobs/\\{{id\\}}"
 parameters = {{ "path.id" = "{job}" }}
@@ -139,6 +146,8 @@ async fn the_openapi_document_is_valid_and_a_fuzzer_driven_by_it_finds_nothing_w
             // Not served yet (scrape jobs are issue 11): it answers 501 to every request.
             .args(["--exclude-path", "/api/products/ingest"])
             .env("SCHEMATHESIS_HOOKS", &hooks_path)
+            // With --seed, a fixed hash seed makes the run the same every time.
+            .env("PYTHONHASHSEED", "0")
             .output()
             .expect("running schemathesis")
     });

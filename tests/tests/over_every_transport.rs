@@ -177,7 +177,11 @@ async fn the_same_idempotency_key_twice_gives_one_job_and_one_charge(mode: Mode,
     // The same key for a different request is refused, not answered with the first job.
     let other = pb::GenerateStaticAdRequest { idempotency_key: "order-42".into(), ..ad("A different prompt", "1:1") };
     let err = client.static_ad(other).await.unwrap_err();
-    assert_eq!((err.code, err.fields.as_slice()), (Code::InvalidArgument, ["idempotency_key".to_string()].as_slice()));
+    // A conflict with what the key already stands for: 409 over REST, as the reference's
+    // Idempotency-Key semantics have it, still naming the field.
+    assert_eq!((err.code, err.fields.as_slice()), (Code::AlreadyExists, ["idempotency_key".to_string()].as_slice()));
+    assert_eq!(err.reason.as_deref(), Some("IDEMPOTENCY_KEY_REUSED"));
+    assert_eq!(err.http, http_of(transport, 409));
     assert_eq!(client.balance().await.unwrap().balance, 21);
 }
 

@@ -54,6 +54,12 @@ fn every_declared_rule_refuses_a_bad_value_naming_the_field_in_words() {
     let table: Vec<(&str, Value, &str, &str)> = vec![
         ("GenerateStaticAdRequest", json!({}), "prompt", "is required"),
         ("GenerateStaticAdRequest", json!({ "prompt": "abcd" }), "prompt", "must be at least 5 characters"),
+        (
+            "GenerateStaticAdRequest",
+            json!({ "prompt": "  abcd \n" }),
+            "prompt",
+            "must be at least 5 characters, not counting surrounding spaces",
+        ),
         ("GenerateStaticAdRequest", json!({ "prompt": long(1001) }), "prompt", "must be at most 1000 characters"),
         ("GenerateStaticAdRequest", ad(json!({ "aspectRatio": "2:1" })), "aspect_ratio", ratios),
         ("GenerateStaticAdRequest", ad(json!({ "aspectRatio": "16x9" })), "aspect_ratio", ratios),

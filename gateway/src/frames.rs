@@ -30,7 +30,11 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Limited::new(body, FRAME_HEADER_BYTES + MAX_MESSAGE_BYTES).collect().await {
+    let read = Limited::new(body, FRAME_HEADER_BYTES + MAX_MESSAGE_BYTES).collect();
+    let Ok(read) = tokio::time::timeout(crate::transcode::BODY_TIME, read).await else {
+        return Err(Status::deadline_exceeded("the request message did not arrive in time"));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
         Err(_) => Err(Status::cancelled("the request body could not be read")),

@@ -50,7 +50,12 @@ where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
     let (mut parts, body) = request.into_parts();
-    let text = match Limited::new(body, MAX_TEXT_BODY_BYTES).collect().await {
+    let read = Limited::new(body, MAX_TEXT_BODY_BYTES).collect();
+    let Ok(read) = tokio::time::timeout(crate::transcode::BODY_TIME, read).await else {
+        let status = Status::deadline_exceeded("the request message did not arrive in time");
+        return Ok(trailers_only(status, &parts.headers));
+    };
+    let text = match read {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => {
             let status =

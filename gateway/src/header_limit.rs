@@ -8,10 +8,9 @@
 //! (RFC 9113 §6.5.2: name, value and 32 octets per field, pseudo-headers included) whichever
 //! protocol the request came over.
 //!
-//! Every answer is 431 Request Header Fields Too Large. A gRPC or gRPC-web one also carries a
-//! trailers-only `RESOURCE_EXHAUSTED`: gRPC clients must use `grpc-status` when an answer has it
-//! (grpc's http-grpc-status-mapping.md), whatever the HTTP status. A REST one carries the usual
-//! error body.
+//! A REST answer is 431 Request Header Fields Too Large with the usual error body. A gRPC or
+//! gRPC-web one is a trailers-only `RESOURCE_EXHAUSTED` under HTTP 200, as gRPC answers every
+//! call it could read: grpc-go and grpc-web derive the code from any other HTTP status.
 //!
 //! The transports' own limits ([`TRANSPORT_MAX_HEADER_BYTES`]) are well above this one, so heads
 //! up to there get this answer; a bigger one gets the transport's bare 431.
@@ -62,8 +61,9 @@ pub async fn refuse_large_heads(State(pool): State<DescriptorPool>, request: Req
     let status =
         Status::resource_exhausted(format!("request headers are larger than the {MAX_HEADER_BYTES} byte limit"));
     if crate::grpc::is_grpc_headers(&parts.headers) {
+        // HTTP 200 with the status in `grpc-status`: gRPC and gRPC-web clients other than tonic
+        // read any other HTTP status as the call's code, and 431 means nothing to them.
         let mut answer = status.into_http::<Body>();
-        *answer.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
         // gRPC-web answers in its own content type (binary or text) even when trailers-only.
         if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
             answer.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());

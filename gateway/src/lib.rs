@@ -148,8 +148,9 @@ impl Gateway {
                     if grpc::is_grpc(&request) { grpc.oneshot(request).await } else { http.oneshot(request).await }
                 }
             }))
-            .layer(cors(config.cors))
+            // Inside CORS, so that a browser can read a 431 too.
             .layer(axum::middleware::from_fn_with_state(header_pool, header_limit::refuse_large_heads))
+            .layer(cors(config.cors))
             // Every answer, errors and CORS preflights included, is what it says it is.
             .layer(SetResponseHeaderLayer::overriding(
                 header::X_CONTENT_TYPE_OPTIONS,

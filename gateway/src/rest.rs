@@ -64,12 +64,21 @@ pub async fn handle(State(state): State<Arc<RestState>>, request: Request) -> Re
             }
             return answer;
         }
+        BodyRead::TooSlow => {
+            let status = Status::deadline_exceeded("the request body did not arrive in time");
+            let mut answer = error_response_as(&state.pool, &status, StatusCode::REQUEST_TIMEOUT);
+            answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return answer;
+        }
         BodyRead::Unreadable => {
             return error_response(&state.pool, &Status::cancelled("the request body could not be read"));
         }
     };
+    // A body, or a declared content type even with an empty body (a form always declares one),
+    // must be JSON.
+    let declares_type = parts.headers.contains_key(header::CONTENT_TYPE);
     if !matches!(route.body, crate::routes::BodyRule::Empty)
-        && !body.iter().all(u8::is_ascii_whitespace)
+        && (declares_type || !body.iter().all(u8::is_ascii_whitespace))
         && let Err(status) = require_json(&parts.headers)
     {
         return error_response_as(&state.pool, &status, StatusCode::UNSUPPORTED_MEDIA_TYPE);

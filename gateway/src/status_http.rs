@@ -92,7 +92,11 @@ pub fn short_name(status: &Status, http: StatusCode) -> String {
 /// not the call, so it is logged and the caller gets a bare `UNAVAILABLE` or `INTERNAL`.
 pub fn from_backend(path: &str, status: Status) -> Status {
     use std::error::Error as _;
-    let made_up_here = status.source().is_some() || status.message().starts_with("grpc-status header missing");
+    let message = status.message();
+    let made_up_here = status.source().is_some()
+        || ["grpc-status header missing", "protocol error", "Unexpected EOF", "error decoding", "h2 protocol error"]
+            .iter()
+            .any(|prefix| message.starts_with(prefix));
     if !made_up_here {
         return status;
     }

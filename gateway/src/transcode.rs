@@ -65,6 +65,8 @@ pub enum BodyRead {
         drained: bool,
     },
     Unreadable,
+    /// Not all there within [`BODY_TIME`].
+    TooSlow,
 }
 
 /// Reads a request body within `limit` bytes (see [`DRAIN_LIMIT`] for what happens past it).
@@ -75,6 +77,7 @@ pub async fn read_body(headers: &HeaderMap, mut body: axum::body::Body, limit: u
         return BodyRead::TooLarge { drained: false };
     }
     let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let arrive_by = tokio::time::Instant::now() + BODY_TIME;
     let mut kept = bytes::BytesMut::new();
     let mut seen = 0usize;
     loop {
@@ -84,7 +87,10 @@ pub async fn read_body(headers: &HeaderMap, mut body: axum::body::Body, limit: u
                 Err(_) => return BodyRead::TooLarge { drained: false },
             }
         } else {
-            body.frame().await
+            match tokio::time::timeout_at(arrive_by, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => return BodyRead::TooSlow,
+            }
         };
         match frame {
             None => break,
@@ -106,6 +112,10 @@ pub async fn read_body(headers: &HeaderMap, mut body: axum::body::Body, limit: u
 
 /// A body is read as JSON only when it says it is: `application/json`, any parameters. A
 /// cross-site form can send `text/plain` without a preflight; it must not be able to act.
+/// How long a request body (within its limit) may take to arrive: a client trickling a body
+/// would otherwise hold its connection and the bytes read so far for as long as it likes.
+pub const BODY_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn require_json(headers: &HeaderMap) -> Result<(), Status> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let essence = content_type.split(';').next().unwrap_or_default().trim();

@@ -631,7 +631,7 @@ fn assert_no_transport_text(text: &str) {
 }
 
 #[tokio::test]
-async fn request_headers_of_17_to_100_kb_answer_431_over_rest_grpc_and_grpc_web() {
+async fn request_headers_of_17_to_100_kb_answer_431_over_rest_and_resource_exhausted_over_grpc_and_grpc_web() {
     let mesh = spawn_mesh().await;
     let user = UserId::new();
     for size in [17 * 1024, 40 * 1024, 100 * 1000] {
@@ -640,10 +640,12 @@ async fn request_headers_of_17_to_100_kb_answer_431_over_rest_grpc_and_grpc_web(
             .get(format!("{}/api/credits/balance", mesh.base))
             .header("authorization", bearer(&mesh.sessions, user))
             .header("x-big", &big)
+            .header("origin", "https://studio.example")
             .send()
             .await
             .unwrap();
         assert_eq!(rest.status(), 431, "REST, {size} bytes");
+        assert_eq!(rest.headers()["access-control-allow-origin"], "https://studio.example", "a browser can read it");
         let body: serde_json::Value = rest.json().await.unwrap();
         assert_eq!(body["code"], "resource_exhausted", "{body}");
         assert_no_transport_text(&body.to_string());
@@ -659,7 +661,7 @@ async fn request_headers_of_17_to_100_kb_answer_431_over_rest_grpc_and_grpc_web(
             .send()
             .await
             .unwrap();
-        assert_eq!(web.status(), 431, "gRPC-web, {size} bytes");
+        assert_eq!(web.status(), 200, "gRPC-web answers its status in grpc-status, {size} bytes");
         assert_eq!(web.headers()["grpc-status"], "8", "gRPC-web, {size} bytes");
 
         let mut grpc = pb::billing_service_client::BillingServiceClient::new(mesh.channel.clone());
@@ -842,4 +844,19 @@ async fn a_json_body_naming_a_field_twice_is_refused() {
     assert_eq!(answer.status(), 400);
     let body: serde_json::Value = answer.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("prompt"), "{body}");
+}
+
+#[tokio::test]
+async fn a_form_post_with_no_body_is_refused_as_not_json() {
+    let mesh = spawn_mesh().await;
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let answer = http()
+            .post(format!("{}/api/jobs/0190a1b2-0000-7000-8000-000000000001/cancel", mesh.base))
+            .header("content-type", content_type)
+            .header("authorization", bearer(&mesh.sessions, UserId::new()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 415, "{content_type}");
+    }
 }

@@ -3,7 +3,8 @@
 //! so they sort by creation and "newest first" is "id descending").
 //!
 //! The reference API pages with `limit` and `offset` instead; both are accepted. `limit` is
-//! another name for `page_size` (giving both with different values is an error) and `offset`
+//! another name for `page_size` (given both, the smaller applies, so a page is never longer than
+//! either asks) and `offset`
 //! skips items after the token's position, so either style pages through the same list.
 
 use tonic::Status;
@@ -42,10 +43,8 @@ impl Page {
             n => Ok(Some(n as u64)),
         };
         let limit = match (size(query.page_size, "page_size")?, size(query.limit, "limit")?) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(invalid_field("limit", "must equal page_size when both are given"));
-            }
-            (Some(n), _) | (None, Some(n)) => n,
+            (Some(a), Some(b)) => a.min(b),
+            (Some(n), None) | (None, Some(n)) => n,
             (None, None) => default_size,
         };
         let offset = match query.offset {
@@ -80,7 +79,7 @@ mod tests {
         let id = uuid::Uuid::now_v7().to_string();
         let page = |limit, before: Option<&str>, offset| Page { limit, before: before.map(str::to_string), offset };
         // (page_size, limit, offset, token) -> the page, or the field named in the error.
-        let table: [((i32, i32, i32, &str), Result<Page, &str>); 13] = [
+        let table: [((i32, i32, i32, &str), Result<Page, &str>); 14] = [
             ((0, 0, 0, ""), Ok(page(20, None, 0))),
             ((1, 0, 0, ""), Ok(page(1, None, 0))),
             ((100, 0, 0, &id), Ok(page(100, Some(&id), 0))),
@@ -90,7 +89,8 @@ mod tests {
             ((101, 0, 0, ""), Err("page_size")),
             ((-1, 0, 0, ""), Err("page_size")),
             ((0, 101, 0, ""), Err("limit")),
-            ((5, 6, 0, ""), Err("limit")),
+            ((5, 6, 0, ""), Ok(page(5, None, 0))),
+            ((9, 3, 0, ""), Ok(page(3, None, 0))),
             ((0, 0, -1, ""), Err("offset")),
             ((0, 0, 10_001, ""), Err("offset")),
             ((10, 0, 0, "not-a-token"), Err("page_token")),

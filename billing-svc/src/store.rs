@@ -12,7 +12,7 @@ use cutx_platform::paging::Page;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 
 use crate::entity::{balance, ledger};
@@ -121,7 +121,7 @@ impl Store {
         key: &str,
         reference: &str,
     ) -> Result<Applied, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = cutx_platform::db::begin_write(&self.db).await?;
         ensure_balance_row(&txn, user).await?;
         if let Some(done) = find_by_key(&txn, key).await? {
             let balance = current_balance(&txn, user).await?;
@@ -163,7 +163,7 @@ impl Store {
     }
 
     async fn apply_once(&self, m: &Movement<'_>) -> Result<Applied, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = cutx_platform::db::begin_write(&self.db).await?;
         // Write first: on SQLite this takes the write lock before any read, so a concurrent
         // writer cannot invalidate what this transaction read (SQLITE_BUSY_SNAPSHOT).
         ensure_balance_row(&txn, m.user).await?;

@@ -16,7 +16,6 @@ use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
 };
 
 use crate::entity::{job, output, project, transition};
@@ -138,7 +137,7 @@ impl Store {
             provider_deadline: Set(None),
             provider_heard_at: Set(None),
         };
-        let txn = self.db.begin().await?;
+        let txn = cutx_platform::db::begin_write(&self.db).await?;
         let inserted = job::Entity::insert(row).exec_without_returning(&txn).await;
         match inserted {
             Ok(_) => {}
@@ -167,7 +166,7 @@ impl Store {
 
     /// Removes a job that was never paid for (its debit was refused), with its history.
     pub async fn delete_unpaid(&self, caller: Caller, id: JobId) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = cutx_platform::db::begin_write(&self.db).await?;
         let deleted = job::Entity::delete_many()
             .filter(job::Column::Id.eq(id.to_string()))
             .filter(job::Column::UserId.eq(caller.user_id().to_string()))
@@ -285,7 +284,7 @@ impl Store {
                     .col_expr(job::Column::LeaseOwner, Expr::value(lease.token.clone()))
                     .col_expr(job::Column::LeaseUntil, Expr::value(lease.until));
             }
-            let txn = self.db.begin().await?;
+            let txn = cutx_platform::db::begin_write(&self.db).await?;
             if update.exec(&txn).await?.rows_affected == 1 {
                 record(&txn, id, Some(from), to, reason).await?;
                 txn.commit().await?;
@@ -393,7 +392,7 @@ impl Store {
         note: &str,
     ) -> Result<bool, StoreError> {
         let now = now_millis();
-        let txn = self.db.begin().await?;
+        let txn = cutx_platform::db::begin_write(&self.db).await?;
         let handed = job::Entity::update_many()
             .col_expr(job::Column::ProviderRef, Expr::value(prediction_id))
             .col_expr(job::Column::ProviderDeadline, Expr::value(deadline))
@@ -418,7 +417,7 @@ impl Store {
     /// Records that the provider told us something about a job (a callback, or an answer to
     /// the reconciler), with a note in the job's history.
     pub async fn heard(&self, id: JobId, note: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = cutx_platform::db::begin_write(&self.db).await?;
         job::Entity::update_many()
             .col_expr(job::Column::ProviderHeardAt, Expr::value(now_millis()))
             .filter(job::Column::Id.eq(id.to_string()))
@@ -461,7 +460,7 @@ impl Store {
     /// Records in a job's history that something happened without a move (a worker taking over a
     /// job whose worker died).
     pub async fn record_note(&self, id: JobId, status: Status, reason: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = cutx_platform::db::begin_write(&self.db).await?;
         record(&txn, id, Some(status), status, reason).await?;
         txn.commit().await?;
         Ok(())

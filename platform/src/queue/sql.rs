@@ -10,10 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::Notify;
 
 use super::{DeadLetter, Delivery, JobQueue, MAX_DELIVERIES, OutgoingMessage, QueueError, Settle};
@@ -272,7 +269,7 @@ impl Settle for SqlSettle {
     }
 
     async fn dead_letter(&self, error: &str) -> Result<(), QueueError> {
-        let txn = self.queue.db.begin().await.map_err(storage)?;
+        let txn = crate::db::begin_write(&self.queue.db).await.map_err(storage)?;
         // Write first: on SQLite a transaction that reads before it writes fails outright
         // (SQLITE_BUSY_SNAPSHOT) if another connection wrote in between.
         let settled = message::Entity::update_many()

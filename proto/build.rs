@@ -18,7 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", root.join("cutx").display());
     println!("cargo:rerun-if-changed={}", root.join("google").display());
 
-    let mut compiler = protox::Compiler::new([&root])?;
+    // buf/validate/validate.proto comes from the vendored prost-protovalidate-types, which the
+    // validator's own types are generated from: one copy of the file for both.
+    let validate = root.join("../vendor/prost-protovalidate-types/proto");
+    println!("cargo:rerun-if-changed={}", validate.display());
+    let mut compiler = protox::Compiler::new([&root, &validate])?;
     compiler.include_imports(true).include_source_info(true);
     compiler.open_files(&files)?;
     std::fs::write(out.join("cutx_descriptor.bin"), compiler.encode_file_descriptor_set())?;

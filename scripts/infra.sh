@@ -57,7 +57,8 @@ start() {
   wait_for postgres "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$pg_port"
 
   mkdir -p "$dir/nats"
-  nohup nats-server -js -sd "$dir/nats" -a 127.0.0.1 -p "$nats_port" -m "$nats_mon" >"$dir/nats.log" 2>&1 &
+  # Each server leads its own process group (setsid), so `stop` can end it and all it forked.
+  setsid nohup nats-server -js -sd "$dir/nats" -a 127.0.0.1 -p "$nats_port" -m "$nats_mon" >"$dir/nats.log" 2>&1 &
   echo $! >"$dir/nats.pid"
   wait_for nats curl -sf "http://127.0.0.1:$nats_mon/healthz?js-enabled-only=true"
 
@@ -65,7 +66,7 @@ start() {
   cat >"$dir/s3.json" <<JSON
 {"identities":[{"name":"cutx","credentials":[{"accessKey":"cutx-test","secretKey":"cutx-test-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
 JSON
-  nohup weed mini -dir="$dir/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port="$m_port" \
+  setsid nohup weed mini -dir="$dir/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port="$m_port" \
     -volume.port="$v_port" -filer.port="$f_port" -s3.port="$s3_port" -s3.port.iceberg=0 -s3.port.lance=0 \
     -webdav=false -admin.ui=false -master.telemetry=false -master.volumeSizeLimitMB=64 -volume.max=0 -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 &
   echo $! >"$dir/weed.pid"
@@ -87,17 +88,50 @@ ENV
   say "postgres :$pg_port, nats :$nats_port, s3 :$s3_port (logs in $dir)"
 }
 
+# True while process $1 lives. A zombie has exited: whoever adopted it may never reap it (a
+# container's init often does not), and `kill -0` would count it as running.
+alive() { ps -o stat= -p "$1" 2>/dev/null | grep -qv '^Z'; }
+
+# True while any process of the group led by $1 lives (zombies aside).
+group_alive() { ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'; }
+
+# Asks the process group led by $2 to end (SIGTERM), waits up to 15 s, then kills it (SIGKILL)
+# and waits again. Fails if it is still there.
+stop_group() {
+  local name="$1" pid="$2"
+  group_alive "$pid" || return 0
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 1 75); do group_alive "$pid" || return 0; sleep 0.2; done
+  say "$name (pid $pid) still running 15 s after SIGTERM: SIGKILL"
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 1 25); do group_alive "$pid" || return 0; sleep 0.2; done
+  say "$name (pid $pid) is still running after SIGKILL"
+  return 1
+}
+
+# Stops every server under $dir and waits for each to exit; fails (and keeps the pid files) if
+# one is still running.
 stop() {
   [ -d "$dir" ] || return 0
+  local failed=0 name pid
   for name in nats weed; do
-    if [ -f "$dir/$name.pid" ]; then
-      kill "$(cat "$dir/$name.pid")" 2>/dev/null || true
-      rm -f "$dir/$name.pid"
-    fi
+    [ -f "$dir/$name.pid" ] || continue
+    pid="$(cat "$dir/$name.pid")"
+    if stop_group "$name" "$pid"; then rm -f "$dir/$name.pid"; else failed=1; fi
   done
-  if [ -d "$dir/pg/data" ]; then
-    su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D '$dir/pg/data' -m immediate stop >/dev/null 2>&1" || true
+  local pg_pid_file="$dir/pg/data/postmaster.pid"
+  if [ -f "$pg_pid_file" ]; then
+    pid="$(head -n1 "$pg_pid_file")"
+    # `fast` rolls back open transactions and waits (up to 60 s) for the server to exit.
+    su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D '$dir/pg/data' -m fast -w -t 30 stop >/dev/null 2>&1" || true
+    if alive "$pid"; then
+      say "postgres (pid $pid) did not stop: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 1 25); do alive "$pid" || break; sleep 0.2; done
+      if alive "$pid"; then say "postgres (pid $pid) is still running"; failed=1; fi
+    fi
   fi
+  return "$failed"
 }
 
 case "$cmd" in

@@ -35,8 +35,24 @@ cargo build --workspace --all-targets
 
 step "starting PostgreSQL, NATS and SeaweedFS on loopback (scripts/infra.sh)"
 infra_dir="$(mktemp -d /tmp/cutx-infra.XXXXXX)"
-# Stopped whatever happens next, a failing test included.
-trap 'scripts/infra.sh stop "$infra_dir"; rm -rf "$infra_dir"' EXIT
+# Stopped whatever happens next, a failing test or a SIGTERM included (bash runs no EXIT trap
+# when a signal kills it, so each signal becomes an exit). Every server must be gone afterwards:
+# if one is not, the run fails and its folder stays for a look.
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  if scripts/infra.sh stop "$infra_dir"; then
+    rm -rf "$infra_dir"
+  else
+    echo "test.sh: a server started by scripts/infra.sh is still running (see $infra_dir)" >&2
+    rc=1
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 scripts/infra.sh start "$infra_dir"
 # shellcheck disable=SC1091
 source "$infra_dir/env"

@@ -9,11 +9,20 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use cutx_platform::secret::Secret;
 
-fn secret(value: &str, var: &str) -> anyhow::Result<Secret> {
-    if value.len() < 16 {
+fn secret(value: &Secret, var: &str) -> anyhow::Result<Secret> {
+    if value.expose().len() < 16 {
         bail!("{var} must be at least 16 characters");
     }
-    Ok(Secret::new(value.to_string()))
+    Ok(value.clone())
+}
+
+/// A count or duration that must be at least `min`: a smaller value is refused with the
+/// variable's name, never raised in silence.
+pub fn at_least<T: PartialOrd + std::fmt::Display>(value: T, min: T, var: &str) -> anyhow::Result<T> {
+    if value < min {
+        bail!("{var} must be at least {min} (it is {value})");
+    }
+    Ok(value)
 }
 
 /// `http://host:port` of another service.
@@ -29,7 +38,7 @@ pub fn service_url(value: &str, var: &str) -> anyhow::Result<String> {
 pub struct MeshArgs {
     /// Signs the tokens services call each other with; the same in every process.
     #[arg(long, env = "CUTX_MESH_SECRET", hide_env_values = true)]
-    pub mesh_secret: String,
+    pub mesh_secret: Secret,
 }
 
 impl MeshArgs {
@@ -42,7 +51,7 @@ impl MeshArgs {
 pub struct SessionArgs {
     /// Signs users' session tokens (JWT, HS256); the gateway and auth-svc share it.
     #[arg(long, env = "CUTX_SESSION_SECRET", hide_env_values = true)]
-    pub session_secret: String,
+    pub session_secret: Secret,
 }
 
 impl SessionArgs {
@@ -54,8 +63,9 @@ impl SessionArgs {
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
     /// `postgres://user:pass@host:port/db` (or `sqlite://file?mode=rwc`).
+    /// A secret: the URL may carry the database password.
     #[arg(long, env = "CUTX_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Secret,
     /// Connections in this process's pool.
     #[arg(long, env = "CUTX_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
@@ -63,18 +73,14 @@ pub struct DatabaseArgs {
 
 impl DatabaseArgs {
     pub async fn connect(&self) -> anyhow::Result<sea_orm::DatabaseConnection> {
-        if !(self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://")
-            || self.database_url.starts_with("sqlite:"))
-        {
+        let url = self.database_url.expose();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
             bail!("CUTX_DATABASE_URL must start with postgres:// or sqlite:");
         }
         if self.db_max_connections == 0 {
             bail!("CUTX_DB_MAX_CONNECTIONS must be at least 1");
         }
-        cutx_platform::db::connect(&self.database_url, self.db_max_connections)
-            .await
-            .context("connecting to CUTX_DATABASE_URL")
+        cutx_platform::db::connect(url, self.db_max_connections).await.context("connecting to CUTX_DATABASE_URL")
     }
 }
 
@@ -90,8 +96,9 @@ pub enum QueueBackend {
 pub struct QueueArgs {
     #[arg(long, env = "CUTX_QUEUE", value_enum, default_value = "nats")]
     pub queue: QueueBackend,
-    #[arg(long, env = "CUTX_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// A secret: the URL may carry a user and password.
+    #[arg(long, env = "CUTX_NATS_URL", default_value = "nats://127.0.0.1:4222", hide_env_values = true)]
+    pub nats_url: Secret,
     #[arg(long, env = "CUTX_NATS_STREAM", default_value = "CUTX_JOBS")]
     pub nats_stream: String,
     #[arg(long, env = "CUTX_NATS_DLQ_STREAM", default_value = "CUTX_JOBS_DLQ")]
@@ -113,7 +120,8 @@ impl QueueArgs {
     }
 
     pub fn nats(&self) -> anyhow::Result<cutx_platform::queue::NatsQueueConfig> {
-        if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
+        let url = self.nats_url.expose();
+        if !url.starts_with("nats://") && !url.starts_with("tls://") {
             bail!("CUTX_NATS_URL must look like nats://host:port");
         }
         Ok(cutx_platform::queue::NatsQueueConfig {
@@ -149,10 +157,10 @@ pub struct MediaArgs {
     pub s3_region: String,
     #[arg(long, env = "CUTX_S3_BUCKET", default_value = "cutx-media")]
     pub s3_bucket: String,
-    #[arg(long, env = "CUTX_S3_ACCESS_KEY")]
-    pub s3_access_key: Option<String>,
+    #[arg(long, env = "CUTX_S3_ACCESS_KEY", hide_env_values = true)]
+    pub s3_access_key: Option<Secret>,
     #[arg(long, env = "CUTX_S3_SECRET_KEY", hide_env_values = true)]
-    pub s3_secret_key: Option<String>,
+    pub s3_secret_key: Option<Secret>,
     /// Path-style addressing (the bucket in the path), which S3-compatible servers need.
     #[arg(long, env = "CUTX_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub s3_path_style: bool,
@@ -161,7 +169,7 @@ pub struct MediaArgs {
     pub media_dir: Option<std::path::PathBuf>,
     /// Signs local media URLs; the gateway and jobs-svc share it.
     #[arg(long, env = "CUTX_MEDIA_SECRET", hide_env_values = true)]
-    pub media_secret: Option<String>,
+    pub media_secret: Option<Secret>,
     /// Where users reach the gateway (local media URLs start with it).
     #[arg(long, env = "CUTX_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -178,7 +186,7 @@ impl MediaArgs {
             region: self.s3_region.clone(),
             bucket: self.s3_bucket.clone(),
             access_key: self.s3_access_key.clone().context("CUTX_S3_ACCESS_KEY is required for s3 media")?,
-            secret_key: Secret::new(self.s3_secret_key.clone().context("CUTX_S3_SECRET_KEY is required for s3 media")?),
+            secret_key: self.s3_secret_key.clone().context("CUTX_S3_SECRET_KEY is required for s3 media")?,
             path_style: self.s3_path_style,
             part_size: cutx_platform::media::S3Config::DEFAULT_PART_SIZE,
         })

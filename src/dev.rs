@@ -133,11 +133,15 @@ impl DevMesh {
             (channel(&auth_l)?, channel(&jobs_l)?, channel(&billing_l)?, channel(&pipeline_l)?);
 
         let mut backends = HashMap::new();
-        backends.insert("cutx.v1.AuthService".to_string(), auth_c.clone());
-        backends.insert("cutx.v1.DevMailboxService".to_string(), auth_c.clone());
-        backends.insert("cutx.v1.JobService".to_string(), jobs_c.clone());
-        backends.insert("cutx.v1.ProjectService".to_string(), jobs_c.clone());
-        backends.insert("cutx.v1.BillingService".to_string(), billing_c.clone());
+        use cutx_proto::pb::{
+            auth_service_server as auth, billing_service_server as billing, dev_mailbox_service_server as mailbox,
+            job_service_server as jobs, project_service_server as projects,
+        };
+        backends.insert(auth::SERVICE_NAME.to_string(), auth_c.clone());
+        backends.insert(mailbox::SERVICE_NAME.to_string(), auth_c.clone());
+        backends.insert(jobs::SERVICE_NAME.to_string(), jobs_c.clone());
+        backends.insert(projects::SERVICE_NAME.to_string(), jobs_c.clone());
+        backends.insert(billing::SERVICE_NAME.to_string(), billing_c.clone());
         let exposed =
             cutx_proto::PUBLIC_SERVICES.iter().chain(cutx_proto::DEV_SERVICES).map(|s| s.to_string()).collect();
         // The download route only verifies signatures; the URL base matters only when signing.

@@ -16,7 +16,8 @@ use cutx_platform::secret::Secret;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{
-    DatabaseArgs, MediaArgs, MediaBackend, MeshArgs, QueueArgs, QueueBackend, SessionArgs, listen_addr, service_url,
+    DatabaseArgs, MediaArgs, MediaBackend, MeshArgs, QueueArgs, QueueBackend, SessionArgs, at_least, listen_addr,
+    service_url,
 };
 use crate::remote::{DeadlineArgs, FetchArgs, Outside, ReplicateArgs};
 
@@ -62,11 +63,11 @@ async fn queue(args: &QueueArgs, db: Option<&sea_orm::DatabaseConnection>) -> an
 }
 
 fn local_signer(args: &MediaArgs) -> anyhow::Result<UrlSigner> {
-    let secret = args.media_secret.as_deref().context("CUTX_MEDIA_SECRET is required for local media")?;
-    if secret.len() < 16 {
+    let secret = args.media_secret.as_ref().context("CUTX_MEDIA_SECRET is required for local media")?;
+    if secret.expose().len() < 16 {
         bail!("CUTX_MEDIA_SECRET must be at least 16 characters");
     }
-    Ok(UrlSigner::new(&Secret::new(secret.to_string())))
+    Ok(UrlSigner::new(secret))
 }
 
 async fn media(args: &MediaArgs) -> anyhow::Result<Arc<dyn MediaStore>> {
@@ -129,14 +130,18 @@ pub async fn gateway(args: GatewayArgs, shutdown: impl Future<Output = ()> + Sen
     let auth_for_revocations = auth.clone();
     let jobs = channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?;
     let billing = channel(&args.billing_addr, "CUTX_BILLING_ADDR")?;
+    use cutx_proto::pb::{
+        auth_service_server as auth_api, billing_service_server as billing_api, dev_mailbox_service_server as mailbox,
+        job_service_server as jobs_api, project_service_server as projects,
+    };
     let mut backends = HashMap::new();
-    backends.insert("cutx.v1.AuthService".to_string(), auth.clone());
-    backends.insert("cutx.v1.JobService".to_string(), jobs.clone());
-    backends.insert("cutx.v1.ProjectService".to_string(), jobs);
-    backends.insert("cutx.v1.BillingService".to_string(), billing);
+    backends.insert(auth_api::SERVICE_NAME.to_string(), auth.clone());
+    backends.insert(jobs_api::SERVICE_NAME.to_string(), jobs.clone());
+    backends.insert(projects::SERVICE_NAME.to_string(), jobs);
+    backends.insert(billing_api::SERVICE_NAME.to_string(), billing);
     let mut exposed: Vec<String> = cutx_proto::PUBLIC_SERVICES.iter().map(|s| s.to_string()).collect();
     if args.dev_mailbox {
-        backends.insert("cutx.v1.DevMailboxService".to_string(), auth);
+        backends.insert(mailbox::SERVICE_NAME.to_string(), auth);
         exposed.extend(cutx_proto::DEV_SERVICES.iter().map(|s| s.to_string()));
     }
     let extra_routes = match args.media.media {
@@ -305,9 +310,9 @@ pub async fn jobs(args: JobsArgs, shutdown: impl Future<Output = ()> + Send) -> 
         queue: queue(&args.queue, Some(&db)).await?,
         media: media(&args.media).await?,
         prices,
-        url_ttl: Duration::from_secs(args.media_url_ttl_secs.max(1)),
+        url_ttl: Duration::from_secs(at_least(args.media_url_ttl_secs, 1, "CUTX_MEDIA_URL_TTL_SECS")?),
         housekeeping: jobs_svc::Housekeeping {
-            every: Duration::from_secs(args.housekeeping_every_secs.max(1)),
+            every: Duration::from_secs(at_least(args.housekeeping_every_secs, 1, "CUTX_HOUSEKEEPING_EVERY_SECS")?),
             relay_age: Duration::from_secs(args.relay_age_secs),
             sweep_age: Duration::from_secs(args.sweep_age_secs),
         },
@@ -352,8 +357,9 @@ impl PriceArgs {
             reframe: price_reframe,
             ugc_video: price_ugc_video,
         };
-        if let Some(kind) = jobs_svc::Kind::ALL.into_iter().find(|k| prices.of(*k) < 0) {
-            bail!("CUTX_PRICE_{} must not be negative", kind.as_str().to_uppercase());
+        use sea_orm::{ActiveEnum, Iterable};
+        if let Some(kind) = jobs_svc::Kind::iter().find(|k| prices.of(*k) < 0) {
+            bail!("CUTX_PRICE_{} must not be negative", kind.to_value().to_uppercase());
         }
         Ok(prices)
     }
@@ -376,7 +382,7 @@ pub struct PipelineArgs {
     pub local_latency_ms: u64,
     /// Only for the sql queue.
     #[arg(long, env = "CUTX_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
     #[command(flatten)]
     pub mesh: MeshArgs,
     #[command(flatten)]
@@ -411,7 +417,7 @@ pub async fn pipeline(args: PipelineArgs, shutdown: impl Future<Output = ()> + S
         provider: outside.provider(media.clone(), local),
         http: outside.http.clone(),
         media,
-        workers: args.workers,
+        workers: at_least(args.workers, 1, "CUTX_WORKERS")?,
         retry_base: Duration::from_millis(args.retry_base_ms),
         heartbeat: visibility / 3,
         worker_id: pipeline_svc::process_worker_id(),
@@ -455,8 +461,132 @@ pub async fn webhook(args: WebhookArgs, shutdown: impl Future<Output = ()> + Sen
         http: outside.http.clone(),
         replicate: outside.replicate.clone(),
         replicate_secret: outside.webhook_secret.clone(),
-        answer_within: Duration::from_millis(args.answer_within_ms.max(1)),
+        answer_within: Duration::from_millis(at_least(args.answer_within_ms, 1, "CUTX_WEBHOOK_ANSWER_WITHIN_MS")?),
     };
     let listener = bind("webhook", &args.listen).await?;
     webhook_svc::serve(listener, config, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// One process's flags, parsed as `cutx <process>` parses them.
+    #[derive(Parser, Debug)]
+    struct Process<T: Args> {
+        #[command(flatten)]
+        args: T,
+    }
+
+    fn parse<T: Args>(flags: &[&str]) -> T {
+        Process::<T>::try_parse_from(std::iter::once("cutx").chain(flags.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .args
+    }
+
+    // Each value holds a marker that must never be printed.
+    const MESH: &str = "mesh-MARK1-0123456789";
+    const SESSION: &str = "session-MARK2-0123456789";
+    const DB: &str = "postgres://cutx:MARK3-password@127.0.0.1:5432/cutx";
+    const NATS: &str = "nats://cutx:MARK4-password@127.0.0.1:4222";
+    const S3_ACCESS: &str = "MARK5-access-key";
+    const S3_SECRET: &str = "MARK6-secret-key";
+    const MEDIA: &str = "media-MARK7-0123456789";
+    const REPLICATE: &str = "r8_MARK8-token";
+    const WEBHOOK: &str = "whsec_MARK9";
+    const MARKS: [&str; 9] = ["MARK1", "MARK2", "MARK3", "MARK4", "MARK5", "MARK6", "MARK7", "MARK8", "MARK9"];
+
+    fn assert_no_secret(name: &str, printed: &str) {
+        for mark in MARKS {
+            assert!(!printed.contains(mark), "{name} printed a secret ({mark}):\n{printed}");
+        }
+    }
+
+    #[test]
+    fn no_process_configuration_prints_a_secret_with_debug() {
+        let mesh = ["--mesh-secret", MESH];
+        let session = ["--session-secret", SESSION];
+        let db = ["--database-url", DB];
+        let queue = ["--queue", "nats", "--nats-url", NATS];
+        let media =
+            ["--media", "s3", "--s3-access-key", S3_ACCESS, "--s3-secret-key", S3_SECRET, "--media-secret", MEDIA];
+        let replicate = ["--replicate-token", REPLICATE, "--replicate-webhook-secret", WEBHOOK];
+        let addr = "http://127.0.0.1:1";
+        fn flags<'a>(parts: &[&[&'a str]]) -> Vec<&'a str> {
+            parts.concat()
+        }
+
+        let printed = [
+            ("migrate", format!("{:#?}", parse::<MigrateArgs>(&flags(&[&db])))),
+            (
+                "gateway",
+                format!(
+                    "{:#?}",
+                    parse::<GatewayArgs>(&flags(&[
+                        &["--auth-addr", addr, "--jobs-addr", addr, "--billing-addr", addr],
+                        &session,
+                        &mesh,
+                        &media
+                    ]))
+                ),
+            ),
+            (
+                "auth",
+                format!(
+                    "{:#?}",
+                    parse::<AuthArgs>(&flags(&[&["--billing-addr", addr, "--public-url", addr], &db, &session, &mesh]))
+                ),
+            ),
+            ("billing", format!("{:#?}", parse::<BillingArgs>(&flags(&[&db, &mesh])))),
+            (
+                "jobs",
+                format!(
+                    "{:#?}",
+                    parse::<JobsArgs>(&flags(&[
+                        &["--billing-addr", addr, "--pipeline-addr", addr],
+                        &replicate,
+                        &db,
+                        &mesh,
+                        &queue,
+                        &media
+                    ]))
+                ),
+            ),
+            (
+                "pipeline",
+                format!(
+                    "{:#?}",
+                    parse::<PipelineArgs>(&flags(&[&["--jobs-addr", addr], &db, &mesh, &queue, &media, &replicate]))
+                ),
+            ),
+            (
+                "webhook",
+                format!(
+                    "{:#?}",
+                    parse::<WebhookArgs>(&flags(&[&["--jobs-addr", addr], &db, &mesh, &media, &replicate]))
+                ),
+            ),
+        ];
+        for (name, printed) in &printed {
+            assert_no_secret(name, printed);
+        }
+        // What the flags turn into, on the way to the services.
+        let media = parse::<MediaArgs>(&media);
+        assert_no_secret("S3Config", &format!("{:?}", media.s3().unwrap()));
+        let queue = parse::<QueueArgs>(&queue);
+        assert_no_secret("NatsQueueConfig", &format!("{:?}", queue.nats().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        assert_no_secret("Secrets", &format!("{:?}", crate::secrets::Secrets::load_or_create(dir.path()).unwrap()));
+        // The values are all there, only never printed.
+        assert_eq!(parse::<MeshArgs>(&mesh).mesh_secret.expose(), MESH);
+        assert_eq!(media.s3().unwrap().secret_key.expose(), S3_SECRET);
+    }
+
+    #[test]
+    fn a_count_or_duration_below_its_minimum_is_refused_naming_the_variable() {
+        let err = crate::config::at_least(0u64, 1, "CUTX_HOUSEKEEPING_EVERY_SECS").unwrap_err().to_string();
+        assert_eq!(err, "CUTX_HOUSEKEEPING_EVERY_SECS must be at least 1 (it is 0)");
+        assert_eq!(crate::config::at_least(5usize, 1, "CUTX_WORKERS").unwrap(), 5);
+    }
 }

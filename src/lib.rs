@@ -5,4 +5,4 @@ pub mod config;
 pub mod dev;
 pub mod distributed;
 pub mod remote;
-pub mod secrets;
+mod secrets;

@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let mut options = DevOptions::new(listen, data_dir.clone());
             options.public_url = public_url;
-            options.workers = workers;
+            options.workers = cutx::config::at_least(workers, 1, "CUTX_WORKERS")?;
             options.outside = cutx::remote::Outside::build(&fetch, &replicate)?;
             options.webhooks = replicate_webhooks;
             options.free_credits = free_credits.into();

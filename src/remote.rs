@@ -221,7 +221,11 @@ impl Outside {
             models,
             webhook_url,
             webhook_secret,
-            poll_every: Duration::from_millis(replicate.replicate_poll_ms.max(10)),
+            poll_every: Duration::from_millis(crate::config::at_least(
+                replicate.replicate_poll_ms,
+                10,
+                "CUTX_REPLICATE_POLL_MS",
+            )?),
             poll_for: jobs_svc::Deadlines::default().run_for,
         })
     }

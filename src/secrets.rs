@@ -8,7 +8,8 @@ use anyhow::Context;
 use cutx_platform::secret::Secret;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// As kept on disk. No `Debug`: these are the plain values.
+#[derive(Clone, Serialize, Deserialize)]
 struct Stored {
     session: String,
     mesh: String,

@@ -9,8 +9,8 @@ pub mod user {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub email: String,
-        pub role: String,
-        pub status: String,
+        pub role: crate::user::Role,
+        pub status: crate::user::UserStatus,
         pub created_at: i64,
     }
 

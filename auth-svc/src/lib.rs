@@ -2,9 +2,10 @@
 
 mod email;
 mod entity;
-pub mod mailer;
+mod mailer;
 mod service;
-pub mod store;
+mod store;
+mod user;
 
 use std::sync::Arc;
 

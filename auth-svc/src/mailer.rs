@@ -1,7 +1,9 @@
 //! Where sign-in links go. `cutx dev` writes them to the log and keeps them in a mailbox that
 //! `GET /api/dev/mailbox` lists; SMTP delivery comes with its own issue.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -30,7 +32,7 @@ const KEEP: usize = 500;
 impl DevMailbox {
     /// Everything caught, oldest first.
     pub fn messages(&self) -> Vec<Mail> {
-        self.mail.lock().expect("mailbox lock").clone()
+        self.mail.lock().clone()
     }
 }
 
@@ -38,7 +40,7 @@ impl DevMailbox {
 impl Mailer for DevMailbox {
     async fn send(&self, mail: Mail) -> anyhow::Result<()> {
         tracing::info!(to = %mail.to, link = %mail.link, "sign-in link (dev mailbox: GET /api/dev/mailbox)");
-        let mut all = self.mail.lock().expect("mailbox lock");
+        let mut all = self.mail.lock();
         all.push(mail);
         if all.len() > KEEP {
             let extra = all.len() - KEEP;

@@ -36,12 +36,7 @@ pub struct Auth {
 }
 
 fn user_pb(u: user::Model) -> pb::User {
-    let role = match u.role.as_str() {
-        "owner" => pb::UserRole::Owner,
-        "admin" => pb::UserRole::Admin,
-        _ => pb::UserRole::User,
-    };
-    pb::User { id: u.id, email: u.email, role: role as i32, created_at: Some(to_timestamp(u.created_at)) }
+    pb::User { id: u.id, email: u.email, role: u.role.to_pb() as i32, created_at: Some(to_timestamp(u.created_at)) }
 }
 
 fn set_cookie<T>(response: &mut Response<T>, cookie: String) {

@@ -85,8 +85,8 @@ impl Store {
         let row = user::ActiveModel {
             id: Set(UserId::new().to_string()),
             email: Set(email.to_string()),
-            role: Set("user".into()),
-            status: Set("active".into()),
+            role: Set(crate::user::Role::User),
+            status: Set(crate::user::UserStatus::Active),
             created_at: Set(now_millis()),
         };
         user::Entity::insert(row)

@@ -29,7 +29,7 @@ pub mod ledger {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub user_id: String,
-        pub entry_type: String,
+        pub entry_type: crate::entry::EntryType,
         pub amount: i64,
         pub balance_after: i64,
         pub reference: String,

@@ -21,6 +21,7 @@ impl From<StoreError> for Status {
         match e {
             StoreError::InsufficientCredits { needed, balance } => insufficient_credits(needed, balance),
             StoreError::Db(e) => internal("billing store", e),
+            e @ StoreError::Corrupt { .. } => internal("billing store", e),
         }
     }
 }
@@ -58,7 +59,7 @@ impl BillingService for Billing {
         let entries = rows
             .into_iter()
             .map(|r| pb::LedgerEntry {
-                r#type: EntryType::parse(&r.entry_type).map(|t| t.to_pb()).unwrap_or_default() as i32,
+                r#type: r.entry_type.to_pb() as i32,
                 id: r.id,
                 amount: r.amount,
                 balance_after: r.balance_after,

@@ -11,8 +11,8 @@ use cutx_platform::mesh::Caller;
 use cutx_platform::paging::Page;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, Iterable,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::entity::{balance, ledger};
@@ -24,6 +24,10 @@ pub enum StoreError {
     InsufficientCredits { needed: i64, balance: i64 },
     #[error("database: {0}")]
     Db(#[from] DbErr),
+    /// A stored entry holds a word no enum of ours knows (sea-orm's own error names only the
+    /// enum).
+    #[error("stored ledger entry {row} is corrupt: {what}")]
+    Corrupt { row: String, what: String },
 }
 
 /// The outcome of a movement: the balance now, and whether this call moved anything.
@@ -77,7 +81,32 @@ impl Store {
         if let Some(before) = &page.before {
             query = query.filter(ledger::Column::Id.lt(before));
         }
-        Ok(query.order_by_desc(ledger::Column::Id).offset(page.offset).limit(page.limit).all(&self.db).await?)
+        let rows = query.order_by_desc(ledger::Column::Id).offset(page.offset).limit(page.limit).all(&self.db).await;
+        self.named(rows.map_err(StoreError::from)).await
+    }
+
+    /// An answer, with a stored word that no enum of ours knows named by its row: sea-orm fails
+    /// the whole read with an error naming only the enum, so the rows holding one are looked up.
+    async fn named<T>(&self, answer: Result<T, StoreError>) -> Result<T, StoreError> {
+        match answer {
+            Err(StoreError::Db(DbErr::Type(what))) => {
+                let known: Vec<String> = EntryType::iter().map(|t| t.to_value()).collect();
+                let corrupt: Result<Option<(String, String)>, DbErr> = ledger::Entity::find()
+                    .select_only()
+                    .columns([ledger::Column::Id, ledger::Column::EntryType])
+                    .filter(ledger::Column::EntryType.is_not_in(known))
+                    .into_tuple()
+                    .one(&self.db)
+                    .await;
+                match corrupt {
+                    Ok(Some((row, word))) => {
+                        Err(StoreError::Corrupt { row, what: format!("unknown entry type {word:?}") })
+                    }
+                    _ => Err(StoreError::Db(DbErr::Type(what))),
+                }
+            }
+            other => other,
+        }
     }
 
     pub async fn debit(&self, user: UserId, amount: i64, key: &str, reference: &str) -> Result<Applied, StoreError> {
@@ -105,13 +134,14 @@ impl Store {
         key: &str,
         reference: &str,
     ) -> Result<Applied, StoreError> {
-        match self.refund_once(user, debit_key, key, reference).await {
+        let answer = match self.refund_once(user, debit_key, key, reference).await {
             // The debit or another refund committed its row first: look again.
             Err(StoreError::Db(e)) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
                 self.refund_once(user, debit_key, key, reference).await
             }
             other => other,
-        }
+        };
+        self.named(answer).await
     }
 
     async fn refund_once(
@@ -130,7 +160,7 @@ impl Store {
         }
         let debit = find_by_key(&txn, debit_key).await?.filter(|d| d.user_id == user.to_string());
         match debit {
-            Some(debit) if debit.entry_type == EntryType::Deduction.as_str() && debit.amount < 0 => {
+            Some(debit) if debit.entry_type == EntryType::Deduction && debit.amount < 0 => {
                 let refund = Movement { user, amount: -debit.amount, entry_type: EntryType::Refund, key, reference };
                 let applied = apply_in(&txn, &refund).await?;
                 txn.commit().await?;
@@ -152,14 +182,15 @@ impl Store {
     }
 
     async fn apply(&self, m: Movement<'_>) -> Result<Applied, StoreError> {
-        match self.apply_once(&m).await {
+        let answer = match self.apply_once(&m).await {
             // A concurrent call with the same key committed first (PostgreSQL lets both get this
             // far): run again, and find its row.
             Err(StoreError::Db(e)) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
                 self.apply_once(&m).await
             }
             other => other,
-        }
+        };
+        self.named(answer).await
     }
 
     async fn apply_once(&self, m: &Movement<'_>) -> Result<Applied, StoreError> {
@@ -227,7 +258,7 @@ async fn insert_entry(
     let row = ledger::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         user_id: Set(user.to_string()),
-        entry_type: Set(entry_type.as_str().to_string()),
+        entry_type: Set(entry_type),
         amount: Set(amount),
         balance_after: Set(balance_after),
         reference: Set(reference.to_string()),

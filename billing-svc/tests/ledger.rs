@@ -159,8 +159,8 @@ proptest! {
                     running += e.amount;
                     assert_eq!(e.balance_after, running);
                 }
-                let refunds = entries.iter().filter(|e| e.entry_type == "refund" && e.amount != 0).count();
-                let debits = entries.iter().filter(|e| e.entry_type == "deduction").count();
+                let refunds = entries.iter().filter(|e| e.entry_type == EntryType::Refund && e.amount != 0).count();
+                let debits = entries.iter().filter(|e| e.entry_type == EntryType::Deduction).count();
                 assert!(refunds <= debits);
             }
         });
@@ -232,9 +232,9 @@ fn on_postgresql_concurrent_debits_refunds_and_replays_keep_every_balance_exact(
         let entries = s.ledger(caller, &page(1000)).await.unwrap();
         let balance = s.balance(caller).await.unwrap().balance;
         assert_eq!(balance, entries.iter().map(|e| e.amount).sum::<i64>());
-        let charged = entries.iter().filter(|e| e.entry_type == "deduction").count() as i64;
-        let refunded = entries.iter().filter(|e| e.entry_type == "refund" && e.amount != 0).count() as i64;
+        let charged = entries.iter().filter(|e| e.entry_type == EntryType::Deduction).count() as i64;
+        let refunded = entries.iter().filter(|e| e.entry_type == EntryType::Refund && e.amount != 0).count() as i64;
         assert_eq!(balance, 30 - 3 * (charged - refunded));
-        assert_eq!(charged, 10 - entries.iter().filter(|e| e.entry_type == "refund" && e.amount == 0).count() as i64);
+        assert_eq!(charged, 10 - entries.iter().filter(|e| e.entry_type == EntryType::Refund && e.amount == 0).count() as i64);
     });
 }

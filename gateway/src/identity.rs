@@ -9,7 +9,10 @@ use cutx_platform::ids::UserId;
 use cutx_platform::mesh::{MESH_HEADER, MeshIdentity, MeshKey};
 use cutx_platform::session::{SessionKey, token_from_headers};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+// parking_lot: a panic while the list is held leaves no poisoned lock behind.
+use parking_lot::RwLock;
 
 use http::{HeaderMap, HeaderValue};
 
@@ -29,16 +32,16 @@ pub struct Revocations(Arc<RwLock<HashMap<String, i64>>>);
 
 impl Revocations {
     pub fn contains(&self, session_id: &str) -> bool {
-        self.0.read().expect("revocations lock").contains_key(session_id)
+        self.0.read().contains_key(session_id)
     }
 
     pub fn insert(&self, session_id: String, expires_at_millis: i64) {
-        self.0.write().expect("revocations lock").insert(session_id, expires_at_millis);
+        self.0.write().insert(session_id, expires_at_millis);
     }
 
     /// Forgets sessions whose tokens have expired anyway.
     pub fn prune(&self, now_millis: i64) {
-        self.0.write().expect("revocations lock").retain(|_, expires| *expires > now_millis);
+        self.0.write().retain(|_, expires| *expires > now_millis);
     }
 }
 

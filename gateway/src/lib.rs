@@ -7,29 +7,29 @@
 //! reachable, and every forwarded call carries a mesh token minted here from the caller's
 //! verified session (see [`identity`]).
 
-pub mod codec;
+mod codec;
 mod connection_cap;
 pub mod dialect;
 mod field_rules;
-pub mod forward;
-pub mod frames;
-pub mod grpc;
+mod forward;
+mod frames;
+mod grpc;
 mod grpc_web_text;
-pub mod header_limit;
-pub mod http_rule;
-pub mod identity;
+mod header_limit;
+mod http_rule;
+mod identity;
 pub mod openapi;
 mod openapi_rules;
 mod reflection;
-pub mod rest;
-pub mod revocations;
+mod rest;
+mod revocations;
 pub mod route_table;
 pub mod routes;
-pub mod serve;
+mod serve;
 pub mod status_http;
-pub mod strict_json;
-pub mod transcode;
-pub mod validate;
+mod strict_json;
+mod transcode;
+mod validate;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -29,8 +29,8 @@ pub mod job {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub user_id: String,
-        pub kind: String,
-        pub status: String,
+        pub kind: crate::kind::Kind,
+        pub status: crate::state::Status,
         pub cost: i64,
         pub input: Vec<u8>,
         pub result: Option<Vec<u8>>,
@@ -86,8 +86,8 @@ pub mod transition {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub job_id: String,
-        pub from_status: Option<String>,
-        pub to_status: String,
+        pub from_status: Option<crate::state::Status>,
+        pub to_status: crate::state::Status,
         pub reason: String,
         pub created_at: i64,
     }

@@ -9,10 +9,10 @@ use tonic::{Request, Response, Status};
 
 use crate::Jobs;
 use crate::entity::job;
-use crate::kind::Kind;
+
 use crate::service::parse_job_id;
 use crate::state::Status as JobStatus;
-use crate::store::{Changes, Lease, StoreError, lease_allows, status_of};
+use crate::store::{Changes, Lease, StoreError, lease_allows};
 
 use cutx_platform::ids::JobId;
 
@@ -32,14 +32,14 @@ impl JobInternalService for Jobs {
         let lease = Lease { token: lease_token, until: now + i64::from(lease_seconds.clamp(1, 3600)) * 1000 };
         let who = if worker.is_empty() { "a worker".to_string() } else { worker };
         let row = self.store.find_for_worker(id).await?;
-        let mut status = status_of(&row)?;
+        let mut status = row.status;
         let mut proceed = false;
         if matches!(status, JobStatus::Pending | JobStatus::Queued) {
             let changes = Changes { lease: Some(lease.clone()), ..Changes::default() };
             match self.store.transition(id, JobStatus::Processing, &format!("taken by {who}"), changes).await {
                 Ok(moved) if moved.changed => proceed = true,
                 // Another delivery moved it first, or it was canceled meanwhile: decide again.
-                Ok(_) | Err(StoreError::Refused { .. }) => status = status_of(&self.store.find_for_worker(id).await?)?,
+                Ok(_) | Err(StoreError::Refused { .. }) => status = self.store.find_for_worker(id).await?.status,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -60,7 +60,7 @@ impl JobInternalService for Jobs {
         }
         let input = pb::JobInput::decode(row.input.as_slice())
             .map_err(|e| cutx_platform::error::internal("stored input", e))?;
-        let kind = Kind::parse(&row.kind).map(|k| k.to_pb()).unwrap_or_default();
+        let kind = row.kind.to_pb();
         Ok(Response::new(pb::StartJobResponse {
             proceed,
             busy,
@@ -98,9 +98,9 @@ impl JobInternalService for Jobs {
         let pb::CompleteJobRequest { job_id: raw, outputs, lease_token, prediction_id } = request.into_inner();
         let id = job_id(&raw)?;
         let row = self.store.find_for_worker(id).await?;
-        if status_of(&row)? != JobStatus::Processing {
+        if row.status != JobStatus::Processing {
             // Completed already (a duplicate), or canceled/failed meanwhile: nothing to do.
-            return Ok(Response::new(pb::CompleteJobResponse { status: status_of(&row)?.to_pb() as i32 }));
+            return Ok(Response::new(pb::CompleteJobResponse { status: row.status.to_pb() as i32 }));
         }
         check_holder(&row, id, &lease_token, &prediction_id)?;
         let note = if prediction_id.is_empty() {
@@ -116,7 +116,7 @@ impl JobInternalService for Jobs {
         let pb::FailJobRequest { job_id: raw, error, lease_token, prediction_id } = request.into_inner();
         let id = job_id(&raw)?;
         let row = self.store.find_for_worker(id).await?;
-        if status_of(&row)? == JobStatus::Processing {
+        if row.status == JobStatus::Processing {
             check_holder(&row, id, &lease_token, &prediction_id)?;
         }
         let status = self.fail(id, &error).await?;
@@ -133,7 +133,7 @@ impl JobInternalService for Jobs {
             return Err(cutx_platform::error::invalid_field("prediction_id", "is required"));
         }
         let row = self.store.find_for_worker(id).await?;
-        let status = status_of(&row)?;
+        let status = row.status;
         if status != JobStatus::Processing || row.provider_ref.as_deref() == Some(prediction_id.as_str()) {
             // Canceled meanwhile (the worker cancels the prediction), or a repeated call.
             return Ok(Response::new(pb::SubmitJobResponse { status: status.to_pb() as i32 }));
@@ -154,7 +154,7 @@ impl JobInternalService for Jobs {
         let id = job_id(&raw)?;
         let row = self.store.find_for_worker(id).await?;
         match &row.provider_ref {
-            None if status_of(&row)? == JobStatus::Processing => return Err(not_handed_over(id)),
+            None if row.status == JobStatus::Processing => return Err(not_handed_over(id)),
             Some(ours) if *ours == prediction_id => {}
             _ => return Err(StoreError::LeaseHeld(id).into()),
         }
@@ -193,7 +193,7 @@ impl Jobs {
         self.store.add_outputs(id, outputs).await?;
         match self.store.transition(id, JobStatus::Completed, note, Changes::default()).await {
             Ok(moved) => Ok(moved.to),
-            Err(StoreError::Refused { .. }) => Ok(status_of(&self.store.find_for_worker(id).await?)?),
+            Err(StoreError::Refused { .. }) => Ok(self.store.find_for_worker(id).await?.status),
             Err(e) => Err(e.into()),
         }
     }

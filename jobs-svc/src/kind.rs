@@ -1,8 +1,12 @@
 //! Job kinds, how they run, and what they cost (configuration with the reference's defaults).
 
 use cutx_proto::pb;
+use sea_orm::{ActiveEnum, DeriveActiveEnum, EnumIter, Iterable};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A job's kind. Stored in `jobs.kind` as its snake_case name (`static_ad`): the word REST
+/// uses and the queue topic ends with. An unknown stored word is an error, never a default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum Kind {
     Copy,
     Scrape,
@@ -14,25 +18,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] =
-        [Self::Copy, Self::Scrape, Self::StaticAd, Self::Tts, Self::I2v, Self::Reframe, Self::UgcVideo];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Copy => "copy",
-            Self::Scrape => "scrape",
-            Self::StaticAd => "static_ad",
-            Self::Tts => "tts",
-            Self::I2v => "i2v",
-            Self::Reframe => "reframe",
-            Self::UgcVideo => "ugc_video",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// Synchronous kinds run at once and the create call answers with the result.
     pub fn is_sync(&self) -> bool {
         matches!(self, Self::Copy | Self::Scrape)
@@ -40,7 +25,7 @@ impl Kind {
 
     /// The queue topic of an asynchronous kind.
     pub fn topic(&self) -> String {
-        format!("cutx.jobs.{}", self.as_str())
+        format!("cutx.jobs.{}", self.to_value())
     }
 
     pub fn to_pb(self) -> pb::JobKind {
@@ -56,7 +41,7 @@ impl Kind {
     }
 
     pub fn from_pb(k: pb::JobKind) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.to_pb() == k)
+        Self::iter().find(|kind| kind.to_pb() == k)
     }
 }
 
@@ -89,5 +74,25 @@ impl Prices {
             Kind::Reframe => self.reframe,
             Kind::UgcVideo => self.ugc_video,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words already stored in `jobs.kind` and ending the queue topics: a change here would
+    /// need a migration and a queue drain.
+    #[test]
+    fn each_kind_is_stored_as_the_word_the_database_already_holds() {
+        let words: Vec<String> = Kind::iter().map(|k| k.to_value()).collect();
+        assert_eq!(words, ["copy", "scrape", "static_ad", "tts", "i2v", "reframe", "ugc_video"]);
+        assert_eq!(Kind::StaticAd.topic(), "cutx.jobs.static_ad");
+        for k in Kind::iter() {
+            assert_eq!(Kind::try_from_value(&k.to_value()).unwrap(), k);
+            assert_eq!(Kind::from_pb(k.to_pb()), Some(k));
+        }
+        assert!(Kind::try_from_value(&"podcast".to_string()).is_err());
+        assert_eq!(Kind::from_pb(pb::JobKind::Unspecified), None);
     }
 }

@@ -4,12 +4,12 @@
 mod entity;
 mod input;
 mod internal;
-pub mod kind;
+mod kind;
 mod projects;
 mod reconcile;
 mod service;
-pub mod state;
-pub mod store;
+mod state;
+mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,13 +38,11 @@ impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::JobNotFound(id) => Status::not_found(format!("job {id} not found")),
-            StoreError::Refused { from, to } => cutx_platform::error::with_reason(
-                tonic::Code::FailedPrecondition,
-                format!("a {from} job cannot become {to}"),
-                "JOB_STATE",
-            ),
+            StoreError::Refused { .. } => {
+                cutx_platform::error::with_reason(tonic::Code::FailedPrecondition, e.to_string(), "JOB_STATE")
+            }
             StoreError::Db(e) => cutx_platform::error::internal("jobs store", e),
-            StoreError::Corrupt(id, what) => cutx_platform::error::internal("jobs store", format!("job {id}: {what}")),
+            StoreError::Corrupt { .. } => cutx_platform::error::internal("jobs store", &e),
             StoreError::KeyReused(_) => {
                 cutx_platform::error::conflicting_field("idempotency_key", e.to_string(), "IDEMPOTENCY_KEY_REUSED")
             }
@@ -132,8 +130,8 @@ impl Jobs {
         let before = cutx_platform::clock::now_millis() - age.as_millis() as i64;
         let mut published = 0;
         for row in self.store.stale(state::Status::Queued, before, 100).await? {
-            let (Ok(id), Some(kind)) = (row.id.parse(), Kind::parse(&row.kind)) else { continue };
-            match self.publish(id, kind).await {
+            let Some(id) = store::id_or_log(&row) else { continue };
+            match self.publish(id, row.kind).await {
                 Ok(()) => published += 1,
                 Err(e) => tracing::warn!(job = %row.id, error = %e, "relay publish failed"),
             }
@@ -152,16 +150,16 @@ impl Jobs {
         let mut swept = 0;
         let pending = self.store.stale(state::Status::Pending, before, 100).await?;
         let processing = self.store.stale(state::Status::Processing, before, 100).await?;
-        let inline = processing.into_iter().filter(|r| Kind::parse(&r.kind).is_some_and(|k| k.is_sync()));
+        let inline = processing.into_iter().filter(|r| r.kind.is_sync());
         for row in pending.into_iter().chain(inline) {
-            let Ok(id) = row.id.parse() else { continue };
+            let Some(id) = store::id_or_log(&row) else { continue };
             if let Err(e) = self.fail(id, "interrupted before it could finish; credits refunded").await {
                 tracing::warn!(job = %row.id, error = %e, "sweeping a job");
             }
             swept += 1;
         }
         for row in self.store.orphaned(before, 100).await? {
-            let Ok(id) = row.id.parse() else { continue };
+            let Some(id) = store::id_or_log(&row) else { continue };
             let why = "no worker finished it; credits refunded";
             let guard = store::Changes { lease_ended_before: Some(before), ..Default::default() };
             match self.settle_unfinished(id, state::Status::Expired, why, guard).await {
@@ -171,7 +169,7 @@ impl Jobs {
         }
         // Refunds billing-svc did not confirm (it was unreachable): ask again, idempotently.
         for row in self.store.unrefunded(before, 100).await? {
-            let Ok(id) = row.id.parse() else { continue };
+            let Some(id) = store::id_or_log(&row) else { continue };
             self.refund(id).await;
         }
         Ok(swept)

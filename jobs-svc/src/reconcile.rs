@@ -49,10 +49,7 @@ impl Jobs {
         let before = now_millis() - self.deadlines.quiet_after.as_millis() as i64;
         let mut ended = 0;
         for row in self.store.quiet_submissions(before, 50).await? {
-            let Ok(id) = row.id.parse::<JobId>() else {
-                tracing::error!(job = %row.id, "a stored job id is corrupt");
-                continue;
-            };
+            let Some(id) = crate::store::id_or_log(&row) else { continue };
             match self.reconcile(id, &row).await {
                 Ok(status) if status.is_terminal() => ended += 1,
                 Ok(_) => {}

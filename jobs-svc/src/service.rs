@@ -18,6 +18,7 @@ use cutx_platform::queue::OutgoingMessage;
 use cutx_proto::pb::{self, job_service_server::JobService};
 use futures::Stream;
 use prost::Message;
+use sea_orm::ActiveEnum;
 use tonic::{Request, Response, Status};
 
 use crate::Jobs;
@@ -25,7 +26,7 @@ use crate::entity::job;
 use crate::input::NewJob;
 use crate::kind::Kind;
 use crate::state::Status as JobStatus;
-use crate::store::{Changes, JobFilter, StoreError, status_of};
+use crate::store::{Changes, JobFilter, StoreError};
 use cutx_platform::paging::{Page, PageQuery};
 
 /// Jobs and projects listed per page when the caller does not say.
@@ -105,7 +106,7 @@ impl Jobs {
         let variants = variants_of(&row)?;
         Ok(Created {
             job_id: row.id.clone(),
-            status: status_of(&row)?.to_pb(),
+            status: row.status.to_pb(),
             credits_used: row.cost,
             credits_remaining: remaining,
             variants,
@@ -212,11 +213,11 @@ impl Jobs {
         let status = match self.store.transition(id, to, error, changes).await {
             Ok(moved) => moved.to,
             // Ended some other way meanwhile (completed, canceled): decide from where it is.
-            Err(StoreError::Refused { .. }) => status_of(&self.store.find_for_worker(id).await?)?,
+            Err(StoreError::Refused { .. }) => self.store.find_for_worker(id).await?.status,
             Err(e) => return Err(e.into()),
         };
         if !status.is_terminal() {
-            return Err(Status::unavailable(format!("job {id} is still {}", status.as_str())));
+            return Err(Status::unavailable(format!("job {id} is still {}", status.to_value())));
         }
         if matches!(status, JobStatus::Failed | JobStatus::Canceled | JobStatus::Expired) {
             self.refund(id).await;
@@ -227,7 +228,11 @@ impl Jobs {
     /// Refunds a job's debit (idempotent by `refund:<job>`) and records that it was confirmed;
     /// an unconfirmed refund is asked for again by the sweeper.
     pub(crate) async fn refund(&self, id: JobId) {
-        let Ok(row) = self.store.find_for_worker(id).await else { return };
+        let row = match self.store.find_for_worker(id).await {
+            Ok(row) => row,
+            // Unconfirmed, so the sweeper asks again later.
+            Err(e) => return tracing::warn!(job = %id, error = %e, "reading a job to refund"),
+        };
         let request = pb::RefundRequest {
             user_id: row.user_id,
             debit_idempotency_key: format!("debit:{id}"),
@@ -253,12 +258,12 @@ impl Jobs {
     /// outputs of a whole page come from one query.
     pub(crate) async fn jobs_pb(&self, rows: Vec<job::Model>) -> Result<Vec<pb::Job>, Status> {
         let completed: Vec<&str> =
-            rows.iter().filter(|r| r.status == JobStatus::Completed.as_str()).map(|r| r.id.as_str()).collect();
+            rows.iter().filter(|r| r.status == JobStatus::Completed).map(|r| r.id.as_str()).collect();
         let mut outputs = self.store.outputs_of(&completed).await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
-            let status = status_of(&row)?;
-            let kind = Kind::parse(&row.kind).map(|k| k.to_pb()).unwrap_or_default();
+            let status = row.status;
+            let kind = row.kind.to_pb();
             let mut files = Vec::new();
             for o in outputs.remove(&row.id).unwrap_or_default() {
                 let signed = self
@@ -405,12 +410,12 @@ impl JobService for Jobs {
         let page = Page::parse(PageQuery { page_size, page_token, limit, offset }, DEFAULT_PAGE)?;
         let kind = match pb::JobKind::try_from(kind) {
             Ok(pb::JobKind::Unspecified) => None,
-            Ok(k) => Kind::from_pb(k).map(|k| k.as_str()),
+            Ok(k) => Kind::from_pb(k),
             Err(_) => return Err(invalid_field("kind", "must be a job kind")),
         };
         let status = match pb::JobStatus::try_from(status) {
             Ok(pb::JobStatus::Unspecified) => None,
-            Ok(s) => JobStatus::from_pb(s).map(|s| s.as_str()),
+            Ok(s) => JobStatus::from_pb(s),
             Err(_) => return Err(invalid_field("status", "must be a job status")),
         };
         let filter = JobFilter { kind, status, before: page.before.clone(), limit: page.limit, offset: page.offset };
@@ -427,7 +432,7 @@ impl JobService for Jobs {
         let id = parse_job_id(&request.get_ref().id)?;
         let found = self.store.find(caller, id).await?;
         // Canceling a canceled job again changes nothing and says so: a retried cancel succeeds.
-        if found.status == JobStatus::Canceled.as_str() {
+        if found.status == JobStatus::Canceled {
             return Ok(Response::new(pb::CancelJobResponse { job: Some(self.job_pb(found).await?) }));
         }
         self.store.transition(id, JobStatus::Canceled, "canceled by its owner", Changes::default()).await?;
@@ -449,9 +454,9 @@ impl JobService for Jobs {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             let mut row = first;
-            let mut last_sent: Option<(String, i64)> = None;
+            let mut last_sent: Option<(JobStatus, i64)> = None;
             loop {
-                let key = (row.status.clone(), row.updated_at);
+                let key = (row.status, row.updated_at);
                 if last_sent.as_ref() != Some(&key) {
                     let job = jobs.job_pb(row.clone()).await;
                     let done = matches!(&job, Ok(j) if JobStatus::from_pb(j.status()).is_some_and(|s| s.is_terminal()));

@@ -5,8 +5,12 @@
 //! pending` (a retry). Nothing else. Completed and canceled are final.
 
 use cutx_proto::pb;
+use sea_orm::{DeriveActiveEnum, EnumIter, Iterable};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A job's status. Stored in `jobs.status` (and `job_transitions`) as its lowercase name, the
+/// word REST uses. An unknown stored word is an error, never a default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum Status {
     Pending,
     Queued,
@@ -18,25 +22,6 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 7] =
-        [Self::Pending, Self::Queued, Self::Processing, Self::Completed, Self::Failed, Self::Canceled, Self::Expired];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Queued => "queued",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// Whether the job has ended (a retry may still restart failed and expired jobs).
     pub fn is_terminal(&self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Canceled | Self::Expired)
@@ -67,14 +52,16 @@ impl Status {
     }
 
     pub fn from_pb(s: pb::JobStatus) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.to_pb() == s)
+        Self::iter().find(|st| st.to_pb() == s)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::Status::{self, *};
+    use cutx_proto::pb;
     use proptest::prelude::*;
+    use sea_orm::{ActiveEnum, Iterable};
 
     #[test]
     fn exactly_the_reference_moves_are_allowed() {
@@ -93,19 +80,24 @@ mod tests {
             (Failed, Pending),
             (Expired, Pending),
         ];
-        for from in Status::ALL {
-            for to in Status::ALL {
+        for from in Status::iter() {
+            for to in Status::iter() {
                 assert_eq!(from.can_move_to(to), allowed.contains(&(from, to)), "{from:?} -> {to:?}");
             }
         }
     }
 
+    /// The words already stored in `jobs.status`: a change here would need a migration.
     #[test]
-    fn names_round_trip() {
-        for s in Status::ALL {
-            assert_eq!(Status::parse(s.as_str()), Some(s));
+    fn each_status_is_stored_as_the_word_the_database_already_holds() {
+        let words: Vec<String> = Status::iter().map(|s| s.to_value()).collect();
+        assert_eq!(words, ["pending", "queued", "processing", "completed", "failed", "canceled", "expired"]);
+        for s in Status::iter() {
+            assert_eq!(Status::try_from_value(&s.to_value()).unwrap(), s);
             assert_eq!(Status::from_pb(s.to_pb()), Some(s));
         }
+        assert!(Status::try_from_value(&"zombie".to_string()).is_err());
+        assert_eq!(Status::from_pb(pb::JobStatus::Unspecified), None);
     }
 
     proptest! {
@@ -116,7 +108,7 @@ mod tests {
             let mut state = Pending;
             let mut seen_processing = false;
             for m in moves {
-                let to = Status::ALL[m];
+                let to = Status::iter().nth(m).unwrap();
                 if state.can_move_to(to) {
                     prop_assert!(!matches!(state, Completed | Canceled));
                     if to == Completed { prop_assert!(seen_processing); }

@@ -15,23 +15,26 @@ use cutx_proto::pb;
 use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, Iterable, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use crate::entity::{job, output, project, transition};
 use crate::input::NewJob;
+use crate::kind::Kind;
 use crate::state::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("job {0} not found")]
     JobNotFound(JobId),
-    #[error("a {from} job cannot become {to}")]
-    Refused { from: &'static str, to: &'static str },
+    #[error("a {} job cannot become {}", .from.to_value(), .to.to_value())]
+    Refused { from: Status, to: Status },
     #[error("database: {0}")]
     Db(#[from] DbErr),
-    #[error("stored job {0} is corrupt: {1}")]
-    Corrupt(String, String),
+    /// A stored job holds a word no enum of ours knows (sea-orm's own error names only the enum).
+    #[error("stored job {row} is corrupt: {what}")]
+    Corrupt { row: String, what: String },
     #[error("idempotency key {0:?} was already used for a different request")]
     KeyReused(String),
     #[error("job {0} is held by another delivery")]
@@ -40,7 +43,7 @@ pub enum StoreError {
 
 /// The job a key already made, if this request is the one that made it.
 fn same_request(existing: job::Model, new: &NewJob) -> Result<job::Model, StoreError> {
-    if existing.kind == new.kind.as_str() && existing.input == new.input.encode_to_vec() {
+    if existing.kind == new.kind && existing.input == new.input.encode_to_vec() {
         return Ok(existing);
     }
     Err(StoreError::KeyReused(existing.idempotency_key.unwrap_or_default()))
@@ -76,7 +79,7 @@ pub struct Lease {
 /// Whether a delivery may still act on a job: true unless the job is processing under another
 /// delivery's lease that has not run out.
 pub fn lease_allows(row: &job::Model, token: &str, now: i64) -> bool {
-    if token.is_empty() || row.status != Status::Processing.as_str() {
+    if token.is_empty() || row.status != Status::Processing {
         return true;
     }
     match (&row.lease_owner, row.lease_until) {
@@ -85,9 +88,20 @@ pub fn lease_allows(row: &job::Model, token: &str, now: i64) -> bool {
     }
 }
 
+/// A stored job's id.
+pub fn id_of(row: &job::Model) -> Result<JobId, StoreError> {
+    row.id.parse().map_err(|_| StoreError::Corrupt { row: row.id.clone(), what: "its id is not a UUID".into() })
+}
+
+/// A stored job's id, for housekeeping that goes through many rows: a corrupt one is logged as
+/// the error it is, naming the row, and the others still get their turn.
+pub fn id_or_log(row: &job::Model) -> Option<JobId> {
+    id_of(row).inspect_err(|e| tracing::error!(error = %e, "housekeeping passes over a corrupt job")).ok()
+}
+
 pub struct JobFilter {
-    pub kind: Option<&'static str>,
-    pub status: Option<&'static str>,
+    pub kind: Option<Kind>,
+    pub status: Option<Status>,
     pub before: Option<String>,
     pub limit: u64,
     pub offset: u64,
@@ -96,10 +110,6 @@ pub struct JobFilter {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
-}
-
-pub fn status_of(row: &job::Model) -> Result<Status, StoreError> {
-    Status::parse(&row.status).ok_or_else(|| StoreError::Corrupt(row.id.clone(), format!("status {:?}", row.status)))
 }
 
 impl Store {
@@ -119,8 +129,8 @@ impl Store {
         let row = job::ActiveModel {
             id: Set(id.to_string()),
             user_id: Set(caller.user_id().to_string()),
-            kind: Set(new.kind.as_str().to_string()),
-            status: Set(Status::Pending.as_str().to_string()),
+            kind: Set(new.kind),
+            status: Set(Status::Pending),
             cost: Set(cost),
             input: Set(new.input.encode_to_vec()),
             result: Set(None),
@@ -157,11 +167,14 @@ impl Store {
 
     async fn find_by_key(&self, caller: Caller, key: Option<&str>) -> Result<Option<job::Model>, StoreError> {
         let Some(key) = key else { return Ok(None) };
-        Ok(job::Entity::find()
-            .filter(job::Column::UserId.eq(caller.user_id().to_string()))
-            .filter(job::Column::IdempotencyKey.eq(key))
-            .one(&self.db)
-            .await?)
+        self.read(
+            job::Entity::find()
+                .filter(job::Column::UserId.eq(caller.user_id().to_string()))
+                .filter(job::Column::IdempotencyKey.eq(key))
+                .one(&self.db)
+                .await,
+        )
+        .await
     }
 
     /// Removes a job that was never paid for (its debit was refused), with its history.
@@ -170,7 +183,7 @@ impl Store {
         let deleted = job::Entity::delete_many()
             .filter(job::Column::Id.eq(id.to_string()))
             .filter(job::Column::UserId.eq(caller.user_id().to_string()))
-            .filter(job::Column::Status.eq(Status::Pending.as_str()))
+            .filter(job::Column::Status.eq(Status::Pending))
             .exec(&txn)
             .await?;
         if deleted.rows_affected == 1 {
@@ -182,16 +195,17 @@ impl Store {
 
     /// One of the caller's jobs.
     pub async fn find(&self, caller: Caller, id: JobId) -> Result<job::Model, StoreError> {
-        job::Entity::find_by_id(id.to_string())
+        let found = job::Entity::find_by_id(id.to_string())
             .filter(job::Column::UserId.eq(caller.user_id().to_string()))
             .one(&self.db)
-            .await?
-            .ok_or(StoreError::JobNotFound(id))
+            .await;
+        self.read(found).await?.ok_or(StoreError::JobNotFound(id))
     }
 
     /// Any job, for the mesh-only worker calls.
     pub async fn find_for_worker(&self, id: JobId) -> Result<job::Model, StoreError> {
-        job::Entity::find_by_id(id.to_string()).one(&self.db).await?.ok_or(StoreError::JobNotFound(id))
+        let found = job::Entity::find_by_id(id.to_string()).one(&self.db).await;
+        self.read(found).await?.ok_or(StoreError::JobNotFound(id))
     }
 
     /// The caller's jobs, newest first.
@@ -206,7 +220,8 @@ impl Store {
         if let Some(before) = filter.before {
             query = query.filter(job::Column::Id.lt(before));
         }
-        Ok(query.order_by_desc(job::Column::Id).offset(filter.offset).limit(filter.limit).all(&self.db).await?)
+        self.read(query.order_by_desc(job::Column::Id).offset(filter.offset).limit(filter.limit).all(&self.db).await)
+            .await
     }
 
     /// The stored files of each of these jobs, in order, by job id.
@@ -258,18 +273,18 @@ impl Store {
         // leads towards a final state.
         for _ in 0..3 {
             let row = self.find_for_worker(id).await?;
-            let from = status_of(&row)?;
+            let from = row.status;
             if from == to {
                 return Ok(Moved { from, to, changed: false });
             }
             if !from.can_move_to(to) {
-                return Err(StoreError::Refused { from: from.as_str(), to: to.as_str() });
+                return Err(StoreError::Refused { from, to });
             }
             let mut update = job::Entity::update_many()
-                .col_expr(job::Column::Status, Expr::value(to.as_str()))
+                .col_expr(job::Column::Status, Expr::value(to.to_value()))
                 .col_expr(job::Column::UpdatedAt, Expr::value(now_millis()))
                 .filter(job::Column::Id.eq(id.to_string()))
-                .filter(job::Column::Status.eq(from.as_str()));
+                .filter(job::Column::Status.eq(from));
             if let Some(result) = &changes.result {
                 update = update.col_expr(job::Column::Result, Expr::value(result.encode_to_vec()));
             }
@@ -309,7 +324,7 @@ impl Store {
             .col_expr(job::Column::LeaseOwner, Expr::value(lease.token.clone()))
             .col_expr(job::Column::LeaseUntil, Expr::value(lease.until))
             .filter(job::Column::Id.eq(id.to_string()))
-            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(job::Column::Status.eq(Status::Processing))
             // A job handed to a provider is the provider's: no delivery takes it back.
             .filter(job::Column::ProviderRef.is_null())
             .filter(free)
@@ -323,7 +338,7 @@ impl Store {
         let renewed = job::Entity::update_many()
             .col_expr(job::Column::LeaseUntil, Expr::value(lease.until))
             .filter(job::Column::Id.eq(id.to_string()))
-            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(job::Column::Status.eq(Status::Processing))
             .filter(job::Column::LeaseOwner.eq(lease.token.clone()))
             .exec(&self.db)
             .await?;
@@ -337,7 +352,7 @@ impl Store {
         job::Entity::update_many()
             .col_expr(job::Column::LeaseUntil, Expr::value(now_millis()))
             .filter(job::Column::Id.eq(id.to_string()))
-            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(job::Column::Status.eq(Status::Processing))
             .filter(job::Column::LeaseOwner.eq(token))
             .exec(&self.db)
             .await?;
@@ -356,28 +371,30 @@ impl Store {
 
     /// Jobs that ended unfinished before `before` (millis) whose refund is not confirmed.
     pub async fn unrefunded(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
-        let unfinished = [Status::Failed, Status::Canceled, Status::Expired].map(|s| s.as_str());
-        Ok(job::Entity::find()
+        let unfinished = [Status::Failed, Status::Canceled, Status::Expired];
+        let rows = job::Entity::find()
             .filter(job::Column::Status.is_in(unfinished))
             .filter(job::Column::RefundedAt.is_null())
             .filter(job::Column::UpdatedAt.lt(before))
             .order_by_asc(job::Column::UpdatedAt)
             .limit(limit)
             .all(&self.db)
-            .await?)
+            .await;
+        self.read(rows).await
     }
 
     /// Processing jobs whose lease ran out before `before` (millis): no worker holds them, and
     /// no provider either (those are the reconciler's).
     pub async fn orphaned(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
-        Ok(job::Entity::find()
-            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+        let rows = job::Entity::find()
+            .filter(job::Column::Status.eq(Status::Processing))
             .filter(job::Column::ProviderRef.is_null())
             .filter(job::Column::LeaseUntil.lt(before))
             .order_by_asc(job::Column::LeaseUntil)
             .limit(limit)
             .all(&self.db)
-            .await?)
+            .await;
+        self.read(rows).await
     }
 
     /// Hands a processing job that `lease` holds to a provider: records the prediction and its
@@ -400,7 +417,7 @@ impl Store {
             .col_expr(job::Column::LeaseOwner, Expr::value(Option::<String>::None))
             .col_expr(job::Column::LeaseUntil, Expr::value(Option::<i64>::None))
             .filter(job::Column::Id.eq(id.to_string()))
-            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+            .filter(job::Column::Status.eq(Status::Processing))
             .filter(job::Column::LeaseOwner.eq(lease_token))
             .filter(job::Column::ProviderRef.is_null())
             .exec(&txn)
@@ -423,8 +440,9 @@ impl Store {
             .filter(job::Column::Id.eq(id.to_string()))
             .exec(&txn)
             .await?;
-        let row = job::Entity::find_by_id(id.to_string()).one(&txn).await?.ok_or(StoreError::JobNotFound(id))?;
-        let status = status_of(&row)?;
+        let row = job::Entity::find_by_id(id.to_string()).one(&txn).await;
+        let row = self.read(row).await?.ok_or(StoreError::JobNotFound(id))?;
+        let status = row.status;
         record(&txn, id, Some(status), status, note).await?;
         txn.commit().await?;
         Ok(())
@@ -434,20 +452,21 @@ impl Store {
     /// deadline has passed: the reconciler asks the provider about them.
     pub async fn quiet_submissions(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
         let quiet = job::Column::ProviderHeardAt.lt(before).or(job::Column::ProviderDeadline.lt(now_millis()));
-        Ok(job::Entity::find()
-            .filter(job::Column::Status.eq(Status::Processing.as_str()))
+        let rows = job::Entity::find()
+            .filter(job::Column::Status.eq(Status::Processing))
             .filter(job::Column::ProviderRef.is_not_null())
             .filter(quiet)
             .order_by_asc(job::Column::ProviderHeardAt)
             .limit(limit)
             .all(&self.db)
-            .await?)
+            .await;
+        self.read(rows).await
     }
 
     /// The first stored output of one of the caller's completed jobs, to start another job from.
     pub async fn first_output(&self, caller: Caller, id: JobId) -> Result<Option<output::Model>, StoreError> {
         let job = self.find(caller, id).await?;
-        if status_of(&job)? != Status::Completed {
+        if job.status != Status::Completed {
             return Ok(None);
         }
         Ok(output::Entity::find()
@@ -468,13 +487,46 @@ impl Store {
 
     /// Jobs in `status` not touched since `before` (millis), oldest first.
     pub async fn stale(&self, status: Status, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
-        Ok(job::Entity::find()
-            .filter(job::Column::Status.eq(status.as_str()))
+        let rows = job::Entity::find()
+            .filter(job::Column::Status.eq(status))
             .filter(job::Column::UpdatedAt.lt(before))
             .order_by_asc(job::Column::UpdatedAt)
             .limit(limit)
             .all(&self.db)
-            .await?)
+            .await;
+        self.read(rows).await
+    }
+
+    /// A read's answer. A stored word that no enum of ours knows fails the whole read with an
+    /// error naming only the enum, so the rows holding one are looked up and named instead.
+    async fn read<T>(&self, answer: Result<T, DbErr>) -> Result<T, StoreError> {
+        match answer {
+            Err(DbErr::Type(what)) => match self.unknown_words().await {
+                Ok(Some(corrupt)) => Err(corrupt),
+                _ => Err(StoreError::Db(DbErr::Type(what))),
+            },
+            other => Ok(other?),
+        }
+    }
+
+    /// The first job whose kind or status is a word no enum of ours knows.
+    async fn unknown_words(&self) -> Result<Option<StoreError>, DbErr> {
+        let kinds: Vec<String> = Kind::iter().map(|k| k.to_value()).collect();
+        let statuses: Vec<String> = Status::iter().map(|s| s.to_value()).collect();
+        let row: Option<(String, String, String)> = job::Entity::find()
+            .select_only()
+            .columns([job::Column::Id, job::Column::Kind, job::Column::Status])
+            .filter(job::Column::Kind.is_not_in(kinds.clone()).or(job::Column::Status.is_not_in(statuses)))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(row.map(|(row, kind, status)| {
+            let what = match kinds.contains(&kind) {
+                false => format!("unknown kind {kind:?}"),
+                true => format!("unknown status {status:?}"),
+            };
+            StoreError::Corrupt { row, what }
+        }))
     }
 
     pub async fn create_project(
@@ -521,11 +573,80 @@ async fn record(
     let row = transition::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         job_id: Set(id.to_string()),
-        from_status: Set(from.map(|s| s.as_str().to_string())),
-        to_status: Set(to.as_str().to_string()),
+        from_status: Set(from),
+        to_status: Set(to),
         reason: Set(reason.chars().take(500).collect()),
         created_at: Set(now_millis()),
     };
     transition::Entity::insert(row).exec_without_returning(txn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cutx_platform::ids::UserId;
+    use sea_orm::ConnectionTrait;
+
+    async fn store() -> (Store, DatabaseConnection, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = cutx_platform::db::sqlite_url(&dir.path().join("jobs.db"));
+        let db = cutx_platform::db::connect(&url, 2).await.unwrap();
+        cutx_migrations::migrate(&db).await.unwrap();
+        (Store::new(db.clone()), db, dir)
+    }
+
+    fn new_job() -> NewJob {
+        NewJob {
+            kind: Kind::StaticAd,
+            input: pb::JobInput::default(),
+            project_id: None,
+            product_id: None,
+            idempotency_key: None,
+        }
+    }
+
+    async fn set(db: &DatabaseConnection, column: &str, word: &str, id: &str) {
+        db.execute_unprepared(&format!("UPDATE jobs SET {column} = '{word}' WHERE id = '{id}'")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stored_job_with_an_unknown_status_or_kind_is_an_error_naming_its_row() {
+        let (store, db, _dir) = store().await;
+        let caller = Caller::for_tests(UserId::new());
+        let (job, _) = store.insert_job(caller, &new_job(), 3).await.unwrap();
+        let id: JobId = job.id.parse().unwrap();
+        for (column, word, said) in
+            [("status", "zombie", "unknown status \"zombie\""), ("kind", "podcast", "unknown kind \"podcast\"")]
+        {
+            set(&db, "status", "pending", &job.id).await;
+            set(&db, "kind", "static_ad", &job.id).await;
+            set(&db, column, word, &job.id).await;
+            let listed = store
+                .list(caller, JobFilter { kind: None, status: None, before: None, limit: 10, offset: 0 })
+                .await
+                .unwrap_err();
+            for err in [store.find(caller, id).await.unwrap_err(), store.find_for_worker(id).await.unwrap_err(), listed]
+            {
+                match &err {
+                    StoreError::Corrupt { row, what } => {
+                        assert_eq!((row.as_str(), what.as_str()), (job.id.as_str(), said))
+                    }
+                    other => panic!("{column} {word:?}: expected Corrupt, got {other:?}"),
+                }
+                assert!(err.to_string().contains(&job.id), "{err}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stored_job_id_that_is_not_a_uuid_is_an_error_naming_its_row() {
+        let (store, db, _dir) = store().await;
+        let (job, _) = store.insert_job(Caller::for_tests(UserId::new()), &new_job(), 3).await.unwrap();
+        db.execute_unprepared(&format!("UPDATE jobs SET id = 'not-a-uuid' WHERE id = '{}'", job.id)).await.unwrap();
+        let rows = store.stale(Status::Pending, i64::MAX, 10).await.unwrap();
+        let err = id_of(&rows[0]).unwrap_err();
+        assert!(matches!(&err, StoreError::Corrupt { row, .. } if row == "not-a-uuid"), "{err:?}");
+        assert_eq!(id_or_log(&rows[0]), None);
+    }
 }

@@ -1,14 +1,14 @@
 //! pipeline-svc: every provider, and the queue consumer that feeds them. It owns no tables;
 //! it moves jobs only by calling jobs-svc.
 
-pub mod copywriter;
-pub mod motion;
-pub mod provider;
-pub mod reframe;
-pub mod render;
+mod copywriter;
+mod motion;
+mod provider;
+mod reframe;
+mod render;
 mod replicate;
 mod sources;
-pub mod speech;
+mod speech;
 mod sync;
 mod worker;
 
@@ -74,8 +74,7 @@ pub async fn serve(
         worker_id: config.worker_id,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let consumers: Vec<_> =
-        (0..config.workers.max(1)).map(|_| tokio::spawn(worker.clone().run(stopped.clone()))).collect();
+    let consumers: Vec<_> = (0..config.workers).map(|_| tokio::spawn(worker.clone().run(stopped.clone()))).collect();
     let sync = PipelineInternalServiceServer::new(sync::SyncRunner { provider: config.provider, sources });
     let router = cutx_platform::grpc::server()
         .add_service(InterceptedService::new(sync, RequireMesh::services(config.mesh, &["jobs"])));

@@ -120,8 +120,9 @@ impl Caller {
         self.user_id
     }
 
-    /// For tests of store code: a caller for an arbitrary user.
-    #[doc(hidden)]
+    /// For tests of store code: a caller for an arbitrary user. Only in this crate's tests and
+    /// with the `test-util` feature, which only dev-dependencies enable.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn for_tests(user_id: UserId) -> Self {
         Self { user_id }
     }

@@ -39,7 +39,7 @@ impl Backend {
         };
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let config = NatsQueueConfig {
-            url,
+            url: cutx_platform::secret::Secret::new(url),
             stream: format!("T_{tag}"),
             jobs_subjects: format!("t{tag}.jobs"),
             dlq_stream: format!("T_{tag}_DLQ"),

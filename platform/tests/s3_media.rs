@@ -32,7 +32,7 @@ fn test_config(test: &str) -> Option<S3Config> {
         public_endpoint: None,
         region: var("CUTX_TEST_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
         bucket: format!("cutx-test-{}", uuid::Uuid::new_v4().simple()),
-        access_key: required("CUTX_TEST_S3_ACCESS_KEY"),
+        access_key: Secret::new(required("CUTX_TEST_S3_ACCESS_KEY")),
         secret_key: Secret::new(required("CUTX_TEST_S3_SECRET_KEY")),
         path_style: true,
         part_size: S3Config::DEFAULT_PART_SIZE,
@@ -54,7 +54,7 @@ fn sdk_client(config: &S3Config) -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    let credentials = Credentials::new(&config.access_key, config.secret_key.expose(), None, None, "test");
+    let credentials = Credentials::new(config.access_key.expose(), config.secret_key.expose(), None, None, "test");
     let sdk_config = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .http_client(http)
@@ -263,7 +263,7 @@ async fn an_unsafe_key_is_refused_before_any_request() {
         public_endpoint: None,
         region: "us-east-1".into(),
         bucket: "cutx-unsafe-keys".into(),
-        access_key: "key".into(),
+        access_key: Secret::new("key".into()),
         secret_key: Secret::new("secret".into()),
         path_style: true,
         part_size: S3Config::DEFAULT_PART_SIZE,

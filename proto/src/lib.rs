@@ -15,8 +15,12 @@ pub use cutx::v1 as pb;
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cutx_descriptor.bin"));
 
 /// The services clients may call through the gateway.
-pub const PUBLIC_SERVICES: &[&str] =
-    &["cutx.v1.AuthService", "cutx.v1.JobService", "cutx.v1.ProjectService", "cutx.v1.BillingService"];
+pub const PUBLIC_SERVICES: &[&str] = &[
+    pb::auth_service_server::SERVICE_NAME,
+    pb::job_service_server::SERVICE_NAME,
+    pb::project_service_server::SERVICE_NAME,
+    pb::billing_service_server::SERVICE_NAME,
+];
 
 /// Served only by `cutx dev`.
-pub const DEV_SERVICES: &[&str] = &["cutx.v1.DevMailboxService"];
+pub const DEV_SERVICES: &[&str] = &[pb::dev_mailbox_service_server::SERVICE_NAME];

@@ -23,12 +23,12 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-pub use crate::error::ReplicateError;
+use crate::error::ReplicateError;
 use crate::error::detail_of;
-pub use crate::model_ref::ModelRef;
+use crate::model_ref::ModelRef;
 use crate::prediction::Prediction;
 use crate::retry::{RetryPolicy, retry_after};
-pub use crate::webhook::{WebhookEvent, WebhookTarget};
+use crate::webhook::WebhookTarget;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.replicate.com/v1";
 

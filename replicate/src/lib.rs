@@ -3,12 +3,12 @@
 //! as Replicate sends it (in answers and in webhooks' bodies); and, per job kind, which model
 //! runs it and how a job's fields fill that model's input.
 
-pub mod client;
+mod client;
 mod error;
 mod model_ref;
-pub mod models;
+mod models;
 pub mod outputs;
-pub mod prediction;
+mod prediction;
 mod retry;
 mod webhook;
 

@@ -88,14 +88,17 @@ async fn start_pipelines(
     let var = |k: &str| env.iter().rev().find(|(name, _)| *name == k).map(|(_, v)| v.clone());
     let mesh = cutx_platform::mesh::MeshKey::new(&cutx_platform::secret::Secret::new(var("CUTX_MESH_SECRET").unwrap()));
     let visibility = Duration::from_secs(var("CUTX_QUEUE_VISIBILITY_SECS").and_then(|v| v.parse().ok()).unwrap_or(60));
-    let queue_config =
-        cutx_platform::queue::NatsQueueConfig { url: nats_url.to_string(), ack_wait: visibility, ..Default::default() };
+    let queue_config = cutx_platform::queue::NatsQueueConfig {
+        url: cutx_platform::secret::Secret::new(nats_url.to_string()),
+        ack_wait: visibility,
+        ..Default::default()
+    };
     let media = cutx_platform::media::S3MediaStore::connect(cutx_platform::media::S3Config {
         endpoint: Some(infra.s3_endpoint.clone()),
         public_endpoint: None,
         region: "us-east-1".into(),
         bucket: var("CUTX_S3_BUCKET").unwrap(),
-        access_key: infra.s3_access_key.clone(),
+        access_key: cutx_platform::secret::Secret::new(infra.s3_access_key.clone()),
         secret_key: cutx_platform::secret::Secret::new(infra.s3_secret_key.clone()),
         path_style: true,
         part_size: cutx_platform::media::S3Config::DEFAULT_PART_SIZE,

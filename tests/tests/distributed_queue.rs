@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cutx_platform::queue::{JobQueue, NatsQueue, NatsQueueConfig};
+use cutx_platform::secret::Secret;
 use cutx_proto::pb;
 use cutx_tests::{Client, Infra, Server, Transport};
 use pipeline_svc::{LocalProvider, Produced, Provider, ProviderError, ProviderJob};
@@ -47,7 +48,7 @@ async fn refunds(client: &Client) -> usize {
 
 async fn dead_letters(server: &Server) -> Vec<cutx_platform::queue::DeadLetter> {
     let url = server.nats.as_ref().unwrap().url.clone();
-    let queue = NatsQueue::connect(NatsQueueConfig { url, ..Default::default() }).await.unwrap();
+    let queue = NatsQueue::connect(NatsQueueConfig { url: Secret::new(url), ..Default::default() }).await.unwrap();
     queue.dead_letters().await.unwrap()
 }
 
@@ -104,7 +105,8 @@ async fn the_same_job_published_twice_is_processed_once() {
     let nats = server.nats.as_ref().unwrap();
     let created = client.static_ad(ad()).await.unwrap();
     // Within the duplicate window: the same Nats-Msg-Id is dropped by the stream.
-    let queue = NatsQueue::connect(NatsQueueConfig { url: nats.url.clone(), ..Default::default() }).await.unwrap();
+    let queue =
+        NatsQueue::connect(NatsQueueConfig { url: Secret::new(nats.url.clone()), ..Default::default() }).await.unwrap();
     let again = cutx_platform::queue::OutgoingMessage {
         id: created.job_id.clone(),
         topic: "cutx.jobs.static_ad".into(),

@@ -47,7 +47,7 @@ pub struct S3Config {
     pub public_endpoint: Option<String>,
     pub region: String,
     pub bucket: String,
-    pub access_key: String,
+    pub access_key: Secret,
     pub secret_key: Secret,
     /// The bucket in the path instead of the host name; S3-compatible servers need it.
     pub path_style: bool,
@@ -305,7 +305,8 @@ impl MediaStore for S3MediaStore {
 }
 
 fn build_client(config: &S3Config, endpoint: Option<&str>, http: SharedHttpClient) -> Client {
-    let credentials = Credentials::new(&config.access_key, config.secret_key.expose(), None, None, "cutx-config");
+    let credentials =
+        Credentials::new(config.access_key.expose(), config.secret_key.expose(), None, None, "cutx-config");
     let mut builder = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .http_client(http)
@@ -366,7 +367,7 @@ mod tests {
             public_endpoint: None,
             region: "us-east-1".into(),
             bucket: "cutx-media".into(),
-            access_key: "key".into(),
+            access_key: Secret::new("key".into()),
             secret_key: Secret::new("very-secret".into()),
             path_style: true,
             part_size,

@@ -39,6 +39,8 @@ use async_nats::jetstream::{self, Context};
 use async_trait::async_trait;
 use futures::StreamExt;
 
+use crate::secret::Secret;
+
 use super::{DeadLetter, Delivery, JobQueue, MAX_DELIVERIES, OutgoingMessage, QueueError, Settle};
 
 mod dead_letters;
@@ -49,7 +51,8 @@ const MSG_ID: &str = "Nats-Msg-Id";
 /// subject prefixes so they can share one server.
 #[derive(Debug, Clone)]
 pub struct NatsQueueConfig {
-    pub url: String,
+    /// A secret: it may carry a user and password.
+    pub url: Secret,
     pub stream: String,
     /// Subjects of `stream` are `<jobs_subjects>.>`; a topic must start with `<jobs_subjects>.`.
     pub jobs_subjects: String,
@@ -67,7 +70,7 @@ pub struct NatsQueueConfig {
 impl Default for NatsQueueConfig {
     fn default() -> Self {
         Self {
-            url: "nats://127.0.0.1:4222".into(),
+            url: Secret::new("nats://127.0.0.1:4222".into()),
             stream: "CUTX_JOBS".into(),
             jobs_subjects: "cutx.jobs".into(),
             dlq_stream: "CUTX_JOBS_DLQ".into(),
@@ -108,9 +111,9 @@ impl NatsQueue {
     pub async fn connect(config: NatsQueueConfig) -> Result<Self, QueueError> {
         let client = async_nats::ConnectOptions::new()
             .name("cutx-queue")
-            .connect(config.url.as_str())
+            .connect(config.url.expose())
             .await
-            .map_err(|e| storage(format!("connecting to {}: {e}", without_credentials(&config.url))))?;
+            .map_err(|e| storage(format!("connecting to {}: {e}", without_credentials(config.url.expose()))))?;
         let js = jetstream::new(client.clone());
         let jobs = stream::Config {
             name: config.stream.clone(),

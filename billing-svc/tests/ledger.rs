@@ -235,6 +235,9 @@ fn on_postgresql_concurrent_debits_refunds_and_replays_keep_every_balance_exact(
         let charged = entries.iter().filter(|e| e.entry_type == EntryType::Deduction).count() as i64;
         let refunded = entries.iter().filter(|e| e.entry_type == EntryType::Refund && e.amount != 0).count() as i64;
         assert_eq!(balance, 30 - 3 * (charged - refunded));
-        assert_eq!(charged, 10 - entries.iter().filter(|e| e.entry_type == EntryType::Refund && e.amount == 0).count() as i64);
+        assert_eq!(
+            charged,
+            10 - entries.iter().filter(|e| e.entry_type == EntryType::Refund && e.amount == 0).count() as i64
+        );
     });
 }

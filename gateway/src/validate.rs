@@ -68,10 +68,10 @@ impl Validator {
 fn field_violation(message: &DynamicMessage, violation: &prost_protovalidate::Violation) -> FieldViolation {
     let elements = violation.to_proto().field.map(|p| p.elements).unwrap_or_default();
     let (path, at) = json_path(&message.descriptor(), &elements);
-    if violation.rule_id() == "message.oneof" {
-        if let Some(found) = at.and_then(|m| oneof_violation(message, &elements, &m)) {
-            return FieldViolation::new(join(&path, &found.field), found.description);
-        }
+    if violation.rule_id() == "message.oneof"
+        && let Some(found) = at.and_then(|m| oneof_violation(message, &elements, &m))
+    {
+        return FieldViolation::new(join(&path, &found.field), found.description);
     }
     let field = violation.field_descriptor().cloned().or_else(|| leaf(&message.descriptor(), &elements));
     FieldViolation::new(path, words(violation, field.as_ref()))

@@ -89,7 +89,7 @@ impl AuthService for Auth {
             reference: "signup".into(),
         });
         grant.set_timeout(std::time::Duration::from_secs(10));
-        self.billing.clone().grant(grant).await?;
+        self.billing.clone().grant(grant).await.map_err(|s| cutx_platform::error::from_downstream("billing", s))?;
         let (jwt, session) = self.sessions.issue(user_id, Utc::now());
         let mut response = Response::new(pb::VerifyMagicLinkResponse {
             token: jwt.clone(),

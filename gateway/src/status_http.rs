@@ -91,30 +91,7 @@ pub fn short_name(status: &Status, http: StatusCode) -> String {
 /// side of the call made up (the connection failed, the answer was not gRPC) describes the mesh,
 /// not the call, so it is logged and the caller gets a bare `UNAVAILABLE` or `INTERNAL`.
 pub fn from_backend(path: &str, status: Status) -> Status {
-    use std::error::Error as _;
-    let message = status.message();
-    let made_up_here = status.source().is_some()
-        || ["grpc-status header missing", "protocol error", "Unexpected EOF", "error decoding", "h2 protocol error"]
-            .iter()
-            .any(|prefix| message.starts_with(prefix));
-    if !made_up_here {
-        return status;
-    }
-    tracing::warn!(path, code = ?status.code(), error = %status.message(), "a call to a backend failed in transport");
-    match status.code() {
-        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded => {
-            Status::new(status.code(), transport_message(status.code()))
-        }
-        _ => Status::internal("the service answered in a way the gateway could not read"),
-    }
-}
-
-fn transport_message(code: Code) -> &'static str {
-    match code {
-        Code::DeadlineExceeded => "the service did not answer in time",
-        Code::Cancelled => "the call was cancelled",
-        _ => "the service is unavailable",
-    }
+    cutx_platform::error::from_downstream(path, status)
 }
 
 /// A backend whose connection is not ready: logged, and a bare `UNAVAILABLE` for the client.

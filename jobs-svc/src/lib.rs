@@ -36,17 +36,17 @@ use store::{Store, StoreError};
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
-        match &e {
+        match e {
             StoreError::JobNotFound(id) => Status::not_found(format!("job {id} not found")),
-            StoreError::Refused { .. } => {
+            e @ StoreError::Refused { .. } => {
                 cutx_platform::error::with_reason(tonic::Code::FailedPrecondition, e.to_string(), "JOB_STATE")
             }
             StoreError::Db(e) => cutx_platform::error::internal("jobs store", e),
-            StoreError::Corrupt { .. } => cutx_platform::error::internal("jobs store", &e),
-            StoreError::KeyReused(_) => {
+            e @ StoreError::Corrupt { .. } => cutx_platform::error::internal("jobs store", e),
+            e @ StoreError::KeyReused(_) => {
                 cutx_platform::error::conflicting_field("idempotency_key", e.to_string(), "IDEMPOTENCY_KEY_REUSED")
             }
-            StoreError::LeaseHeld(_) => cutx_platform::error::with_reason(
+            e @ StoreError::LeaseHeld(_) => cutx_platform::error::with_reason(
                 tonic::Code::FailedPrecondition,
                 e.to_string(),
                 cutx_platform::error::REASON_LEASE_LOST,

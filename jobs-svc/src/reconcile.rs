@@ -87,7 +87,10 @@ impl Jobs {
                 self.expire(id).await
             }
             Verdict::Running(_) => Ok(JobStatus::Processing),
-            Verdict::Failed(reason) => self.fail(id, &reason).await,
+            Verdict::Failed(failed) => {
+                tracing::info!(job = %id, detail = %failed.detail, "the provider failed the job");
+                self.fail(id, failed.public).await
+            }
             Verdict::Succeeded => self.finish_from(id, remote, &answer, overdue).await,
         }
     }

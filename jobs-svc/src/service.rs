@@ -9,7 +9,7 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use cutx_platform::error::{REASON_INSUFFICIENT_CREDITS, internal, invalid_field};
+use cutx_platform::error::{REASON_INSUFFICIENT_CREDITS, from_downstream, internal, invalid_field};
 
 /// The `ErrorInfo` reason of a kind refused because no provider for it is configured.
 pub const REASON_PROVIDER_NOT_CONFIGURED: &str = "PROVIDER_NOT_CONFIGURED";
@@ -146,7 +146,8 @@ impl Jobs {
     async fn balance(&self, caller: cutx_platform::mesh::Caller) -> Result<i64, Status> {
         let mut request = Request::new(pb::GetBalanceRequest {});
         self.mesh.attach(&mut request, "jobs", Some(caller.user_id()));
-        Ok(self.billing_public.clone().get_balance(request).await?.into_inner().balance)
+        let answer = self.billing_public.clone().get_balance(request).await;
+        Ok(answer.map_err(|s| from_downstream("billing", s))?.into_inner().balance)
     }
 
     async fn debit(&self, user_id: String, id: JobId, cost: i64) -> Result<i64, Status> {
@@ -159,7 +160,8 @@ impl Jobs {
                 idempotency_key: format!("debit:{id}"),
                 reference: id.to_string(),
             })
-            .await?;
+            .await
+            .map_err(|s| from_downstream("billing", s))?;
         Ok(response.into_inner().balance)
     }
 
@@ -175,7 +177,7 @@ impl Jobs {
                     Ok(())
                 }
                 // The caller (create) fails and refunds the job.
-                Err(status) => Err(status),
+                Err(status) => Err(from_downstream("pipeline", status)),
             }
         } else {
             self.store.transition(id, JobStatus::Queued, "queued", Changes::default()).await?;

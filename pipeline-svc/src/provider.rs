@@ -56,14 +56,62 @@ pub enum Dispatched {
     Submitted(Submission),
 }
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// What went wrong underneath a [`ProviderError`]: logged and dead-lettered, never shown to the
+/// job's owner.
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why a provider could not make a job's output. Its `Display` is `public`, the words the job's
+/// owner reads: ours, never a backend's. The backend's own words are the `cause`, which
+/// [`ProviderError::detail`] adds for the log.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     /// Worth another delivery: a time-out, a 5xx, a rate limit.
-    #[error("{0}")]
-    Transient(String),
+    #[error("{public}")]
+    Transient {
+        public: std::borrow::Cow<'static, str>,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// Never worth retrying: bad input, refused by the provider, an unsupported kind.
-    #[error("{0}")]
-    Permanent(String),
+    #[error("{public}")]
+    Permanent {
+        public: std::borrow::Cow<'static, str>,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl ProviderError {
+    pub fn transient(public: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self::Transient { public: public.into(), cause: None }
+    }
+
+    pub fn permanent(public: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self::Permanent { public: public.into(), cause: None }
+    }
+
+    /// Transient or permanent as `permanent` says.
+    pub fn new(permanent: bool, public: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        if permanent { Self::permanent(public) } else { Self::transient(public) }
+    }
+
+    /// The same error, with what went wrong underneath.
+    pub fn because(self, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let cause: Cause = cause.into().into();
+        match self {
+            Self::Transient { public, .. } => Self::Transient { public, cause: Some(cause) },
+            Self::Permanent { public, .. } => Self::Permanent { public, cause: Some(cause) },
+        }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent { .. })
+    }
+
+    /// The public words and every cause under them, for the log and the dead-letter queue.
+    pub fn detail(&self) -> String {
+        cutx_platform::error::chain(self)
+    }
 }
 
 #[async_trait]
@@ -103,7 +151,7 @@ impl LocalProvider {
 
 /// Runs CPU-heavy drawing and encoding off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ProviderError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| ProviderError::Transient(format!("the renderer crashed: {e}")))
+    tokio::task::spawn_blocking(work).await.map_err(|e| ProviderError::transient("the renderer crashed").because(e))
 }
 
 fn one(file: OutputFile) -> Produced {
@@ -115,7 +163,7 @@ impl Provider for LocalProvider {
     async fn run(&self, job: &ProviderJob) -> Result<Produced, ProviderError> {
         use pb::job_input::Input;
         let Some(input) = &job.input.input else {
-            return Err(ProviderError::Permanent("the job has no input".into()));
+            return Err(ProviderError::permanent("the job has no input"));
         };
         if let Input::Copy(input) = input {
             return Ok(Produced { variants: copywriter::write_copy(input), ..Produced::default() });
@@ -125,7 +173,7 @@ impl Provider for LocalProvider {
             Input::Copy(_) => unreachable!("answered above"),
             Input::StaticAd(input) => {
                 let aspect = AspectRatio::parse(&input.aspect_ratio)
-                    .map_err(|e| ProviderError::Permanent(format!("aspect_ratio: {e}")))?;
+                    .map_err(|e| ProviderError::permanent(format!("aspect_ratio: {e}")))?;
                 let style = pb::StaticAdStyle::try_from(input.style).unwrap_or_default();
                 let prompt = input.prompt.clone();
                 let image = blocking(move || render::render_static_ad(&prompt, style, aspect)).await?;
@@ -153,7 +201,7 @@ impl Provider for LocalProvider {
                 let seconds = input.duration_seconds;
                 let clip = blocking(move || motion::animate(&image, seconds, LOCAL_CLIP_SIDE))
                     .await?
-                    .map_err(|e| ProviderError::Permanent(e.to_string()))?;
+                    .map_err(|e| ProviderError::permanent("the image could not be animated").because(e))?;
                 Ok(one(OutputFile {
                     bytes: Bytes::from(clip.gif),
                     content_type: "image/gif",
@@ -164,11 +212,11 @@ impl Provider for LocalProvider {
             }
             Input::Reframe(input) => {
                 let aspect = AspectRatio::parse(&input.aspect_ratio)
-                    .map_err(|e| ProviderError::Permanent(format!("aspect_ratio: {e}")))?;
+                    .map_err(|e| ProviderError::permanent(format!("aspect_ratio: {e}")))?;
                 let source = job.sources.bytes(input.source.as_ref(), "source").await?;
                 let framed = blocking(move || reframe::reframe(&source, aspect, LOCAL_REFRAME_SIDE))
                     .await?
-                    .map_err(|e| ProviderError::Permanent(e.to_string()))?;
+                    .map_err(|e| ProviderError::permanent("the source could not be reframed").because(e))?;
                 Ok(one(OutputFile {
                     bytes: Bytes::from(framed.bytes),
                     content_type: framed.content_type,
@@ -177,7 +225,7 @@ impl Provider for LocalProvider {
                     height: framed.height,
                 }))
             }
-            Input::UgcVideo(_) => Err(ProviderError::Permanent(UGC_NEEDS_PROVIDER.into())),
+            Input::UgcVideo(_) => Err(ProviderError::permanent(UGC_NEEDS_PROVIDER)),
         }
     }
 }

@@ -96,7 +96,7 @@ impl ReplicateProvider {
                 let voice = (!i.voice.is_empty()).then(|| i.voice.clone());
                 (&self.models.ugc_video, json!({ "avatar_url": avatar, "script": i.script, "voice": voice }))
             }
-            Some(Input::Copy(_)) | None => return Err(ProviderError::Permanent("not a Replicate job".into())),
+            Some(Input::Copy(_)) | None => return Err(ProviderError::permanent("not a Replicate job")),
         };
         let Value::Object(fields) = fields else { unreachable!("json! of an object") };
         Ok((spec, fields))
@@ -104,7 +104,9 @@ impl ReplicateProvider {
 
     async fn create(&self, job: &ProviderJob, webhook: Option<&WebhookTarget>) -> Result<Prediction, ProviderError> {
         let (spec, fields) = self.request(job).await?;
-        let input = spec.render(&fields).map_err(|e| ProviderError::Permanent(format!("model input: {e}")))?;
+        let input = spec
+            .render(&fields)
+            .map_err(|e| ProviderError::permanent("the provider's model is not set up for this job").because(e))?;
         self.replicate.create(&spec.model, input, webhook).await.map_err(provider_error)
     }
 
@@ -114,13 +116,13 @@ impl ReplicateProvider {
         loop {
             match Verdict::of(&prediction) {
                 Verdict::Succeeded => break,
-                Verdict::Failed(reason) => return Err(ProviderError::Permanent(reason)),
+                Verdict::Failed(failed) => return Err(ProviderError::permanent(failed.public).because(failed.detail)),
                 Verdict::Running(_) if tokio::time::Instant::now() >= until => {
                     if let Err(e) = self.replicate.cancel(&prediction.id).await {
                         tracing::warn!(prediction = %prediction.id, error = %e, "canceling an overdue prediction");
                     }
                     let limit = self.poll_for.as_secs();
-                    return Err(ProviderError::Permanent(format!("the provider did not finish within {limit} s")));
+                    return Err(ProviderError::permanent(format!("the provider did not finish within {limit} s")));
                 }
                 Verdict::Running(_) => {}
             }
@@ -128,18 +130,17 @@ impl ReplicateProvider {
             prediction = self.replicate.get(&prediction.id).await.map_err(provider_error)?;
         }
         let stored = copy_outputs(&prediction, &job.job_id, &self.http, self.media.as_ref()).await.map_err(|e| {
-            let message = format!("copying the outputs of prediction {}: {e}", prediction.id);
-            if e.is_permanent() { ProviderError::Permanent(message) } else { ProviderError::Transient(message) }
+            let public = "the provider's output could not be copied";
+            ProviderError::new(e.is_permanent(), public).because(format!("prediction {}: {e}", prediction.id))
         })?;
         Ok(Produced { stored, ..Produced::default() })
     }
 }
 
 fn provider_error(e: ReplicateError) -> ProviderError {
-    if e.is_permanent() {
-        ProviderError::Permanent(format!("replicate refused the prediction: {e}"))
-    } else {
-        ProviderError::Transient(format!("replicate: {e}"))
+    match e.is_permanent() {
+        true => ProviderError::permanent("the provider refused the job").because(e),
+        false => ProviderError::transient("the provider is unavailable").because(e),
     }
 }
 

@@ -28,24 +28,26 @@ impl Sources {
 
     /// The bytes of `source` (named `what` in errors).
     pub async fn bytes(&self, source: Option<&pb::MediaRef>, what: &str) -> Result<Bytes, ProviderError> {
-        let source = source.ok_or_else(|| ProviderError::Permanent(format!("the job has no {what}")))?;
+        let source = source.ok_or_else(|| ProviderError::permanent(format!("the job has no {what}")))?;
         if !source.media_key.is_empty() {
             return self
                 .media
                 .get(&source.media_key)
                 .await
-                .map_err(|e| ProviderError::Transient(format!("reading the {what}: {e}")));
+                .map_err(|e| ProviderError::transient(format!("the {what} could not be read")).because(e));
         }
         match self.http.get(&source.url).await {
             Ok(fetched) => Ok(fetched.bytes),
-            Err(e) if e.is_permanent() => Err(ProviderError::Permanent(format!("fetching the {what}: {e}"))),
-            Err(e) => Err(ProviderError::Transient(format!("fetching the {what}: {e}"))),
+            Err(e) => {
+                let public = format!("the {what} could not be fetched from its URL");
+                Err(ProviderError::new(e.is_permanent(), public).because(e))
+            }
         }
     }
 
     /// A URL a remote provider can fetch `source` from.
     pub async fn url(&self, source: Option<&pb::MediaRef>, what: &str) -> Result<String, ProviderError> {
-        let source = source.ok_or_else(|| ProviderError::Permanent(format!("the job has no {what}")))?;
+        let source = source.ok_or_else(|| ProviderError::permanent(format!("the job has no {what}")))?;
         if source.media_key.is_empty() {
             return Ok(source.url.clone());
         }
@@ -53,7 +55,7 @@ impl Sources {
             .media
             .signed_url(&source.media_key, INPUT_URL_TTL)
             .await
-            .map_err(|e| ProviderError::Transient(format!("signing the {what}'s URL: {e}")))?;
+            .map_err(|e| ProviderError::transient(format!("the {what} could not be read")).because(e))?;
         Ok(signed.url)
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use cutx_proto::pb::{self, pipeline_internal_service_server::PipelineInternalService};
 use tonic::{Request, Response, Status};
 
-use crate::provider::{Provider, ProviderError, ProviderJob};
+use crate::provider::{Provider, ProviderJob};
 
 pub struct SyncRunner {
     pub(crate) provider: Arc<dyn Provider>,
@@ -23,8 +23,12 @@ impl PipelineInternalService for SyncRunner {
         let job = ProviderJob { job_id, input, sources: self.sources.clone() };
         match self.provider.run(&job).await {
             Ok(produced) => Ok(Response::new(pb::RunSyncJobResponse { variants: produced.variants })),
-            Err(ProviderError::Transient(e)) => Err(Status::unavailable(e)),
-            Err(ProviderError::Permanent(e)) => Err(Status::failed_precondition(e)),
+            // The public words only; the cause stays in this process's log.
+            Err(e) => {
+                tracing::warn!(job = %job.job_id, error = %e.detail(), "a synchronous job failed");
+                let code = if e.is_permanent() { tonic::Code::FailedPrecondition } else { tonic::Code::Unavailable };
+                Err(Status::new(code, e.to_string()))
+            }
         }
     }
 }

@@ -48,26 +48,9 @@ fn lease_lost(status: &tonic::Status) -> bool {
     cutx_platform::error::reason_of(status).as_deref() == Some(cutx_platform::error::REASON_LEASE_LOST)
 }
 
-/// Why a delivery failed, and whether another one could help.
-struct Failure {
-    error: String,
-    permanent: bool,
-}
-
-impl Failure {
-    fn transient(error: impl std::fmt::Display) -> Self {
-        Self { error: error.to_string(), permanent: false }
-    }
-}
-
-impl From<ProviderError> for Failure {
-    fn from(e: ProviderError) -> Self {
-        match e {
-            ProviderError::Transient(error) => Self { error, permanent: false },
-            ProviderError::Permanent(error) => Self { error, permanent: true },
-        }
-    }
-}
+/// Why a delivery failed, and whether another one could help: the job's owner reads its public
+/// words (the job's error); the log and the dead-letter queue get its detail.
+type Failure = ProviderError;
 
 impl Worker {
     /// Takes and handles messages until `stop` turns true; the delivery in hand is finished first.
@@ -104,18 +87,18 @@ impl Worker {
                 }
                 return;
             }
-            Ok(Start::Run(_)) if delivery.exhausted => Err(Failure::transient(format!(
-                "the worker handling delivery {} stopped without finishing",
-                delivery.attempt
-            ))),
+            Ok(Start::Run(_)) if delivery.exhausted => {
+                Err(Failure::transient("the worker running it stopped without finishing")
+                    .because(format!("delivery {} was the last", delivery.attempt)))
+            }
             Ok(Start::Run(input)) => self.process(&job_id, &lease, input, &delivery).await,
             Err(failure) => Err(failure),
         };
         let settled = match outcome {
             Ok(()) => delivery.ack().await,
-            Err(failure) if failure.permanent || delivery.is_last_attempt() => {
-                tracing::warn!(job = %job_id, attempt = delivery.attempt, error = %failure.error, "job failed");
-                match self.fail(&job_id, &lease, &failure.error).await {
+            Err(failure) if failure.is_permanent() || delivery.is_last_attempt() => {
+                tracing::warn!(job = %job_id, attempt = delivery.attempt, error = %failure.detail(), "job failed");
+                match self.fail(&job_id, &lease, &failure.to_string()).await {
                     Ok(()) => {}
                     // Another delivery took the job over: it settles the job, not this one.
                     Err(status) if lease_lost(&status) => {
@@ -130,7 +113,11 @@ impl Worker {
                         return;
                     }
                 }
-                if failure.permanent { delivery.ack().await } else { delivery.dead_letter(&failure.error).await }
+                if failure.is_permanent() {
+                    delivery.ack().await
+                } else {
+                    delivery.dead_letter(&failure.detail()).await
+                }
             }
             Err(failure) => {
                 // Hand the job back with the message, so the next delivery can lease it.
@@ -140,8 +127,8 @@ impl Worker {
                     tracing::warn!(job = %job_id, error = %e, "releasing a lease");
                 }
                 let delay = self.retry_base * 2u32.saturating_pow(delivery.attempt.saturating_sub(1));
-                tracing::info!(job = %job_id, attempt = delivery.attempt, error = %failure.error, "retrying job");
-                delivery.retry(&failure.error, delay).await
+                tracing::info!(job = %job_id, attempt = delivery.attempt, error = %failure.detail(), "retrying job");
+                delivery.retry(&failure.detail(), delay).await
             }
         };
         if let Err(e) = settled {
@@ -167,9 +154,9 @@ impl Worker {
         let started = match self.jobs.clone().start_job(request).await {
             Ok(r) => r.into_inner(),
             Err(s) if s.code() == tonic::Code::NotFound => {
-                return Err(Failure { error: format!("job {job_id} does not exist"), permanent: true });
+                return Err(Failure::permanent("the job does not exist"));
             }
-            Err(s) => return Err(Failure::transient(format!("starting the job: {}", s.message()))),
+            Err(s) => return Err(Failure::transient("the job could not be started").because(s)),
         };
         if started.busy {
             return Ok(Start::Busy(Duration::from_millis(u64::from(started.retry_after_ms))));
@@ -177,7 +164,7 @@ impl Worker {
         if !started.proceed {
             return Ok(Start::Ended);
         }
-        let input = started.input.ok_or_else(|| Failure { error: "the job has no input".into(), permanent: true })?;
+        let input = started.input.ok_or_else(|| Failure::permanent("the job has no input"))?;
         Ok(Start::Run(input))
     }
 
@@ -230,8 +217,8 @@ impl Worker {
             }
         }
         self.provider.withdraw(&submission).await;
-        let status = last.map(|s| s.message().to_string()).unwrap_or_default();
-        Err(Failure::transient(format!("recording the submission: {status}")))
+        let status = last.map(|s| s.to_string()).unwrap_or_default();
+        Err(Failure::transient("the job could not be handed to the provider").because(status))
     }
 
     async fn fail(&self, job_id: &str, lease: &str, error: &str) -> Result<(), tonic::Status> {
@@ -272,7 +259,10 @@ impl Worker {
         for (i, file) in produced.files.into_iter().enumerate() {
             let key = format!("jobs/{job_id}/{i}.{}", file.extension);
             let size = file.bytes.len() as u64;
-            self.media.put(&key, file.bytes, file.content_type).await.map_err(Failure::transient)?;
+            self.media
+                .put(&key, file.bytes, file.content_type)
+                .await
+                .map_err(|e| Failure::transient("the output could not be stored").because(e))?;
             outputs.push(pb::StoredOutput {
                 media_key: key,
                 content_type: file.content_type.to_string(),
@@ -295,7 +285,7 @@ impl Worker {
             .or_else(
                 |s| if lease_lost(&s) { Ok(tonic::Response::new(pb::CompleteJobResponse::default())) } else { Err(s) },
             )
-            .map_err(|s| Failure::transient(format!("completing the job: {}", s.message())))?;
+            .map_err(|s| Failure::transient("the job could not be completed").because(s))?;
         Ok(())
     }
 }

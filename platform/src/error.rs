@@ -75,9 +75,52 @@ pub fn reason_of(status: &Status) -> Option<String> {
     status.get_details_error_info().map(|info| info.reason)
 }
 
-/// A failure the client cannot act on: logged with its cause, answered as a bare `INTERNAL`.
-pub fn internal(context: &str, err: impl std::fmt::Display) -> Status {
-    tracing::error!(error = %err, "{context}");
+/// A status another service's call ended with, as this service's own client may see it. One the
+/// other service answered passes as it is (every service answers in its own words, never a
+/// backend's). One the client side of the call made up (the connection failed, the answer was
+/// not gRPC: tonic's words, with the transport's) describes the mesh, not the call: it is logged
+/// and answered as a bare `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `CANCELLED` or `INTERNAL`.
+pub fn from_downstream(callee: &str, status: Status) -> Status {
+    use std::error::Error as _;
+    let message = status.message();
+    let made_up_here = status.source().is_some()
+        || ["grpc-status header missing", "protocol error", "Unexpected EOF", "error decoding", "h2 protocol error"]
+            .iter()
+            .any(|prefix| message.starts_with(prefix));
+    if !made_up_here {
+        return status;
+    }
+    tracing::warn!(callee, code = ?status.code(), error = %status.message(), "a call to another service failed in transport");
+    match status.code() {
+        Code::DeadlineExceeded => Status::deadline_exceeded("the service did not answer in time"),
+        Code::Cancelled => Status::cancelled("the call was cancelled"),
+        Code::Unavailable => Status::unavailable("the service is unavailable"),
+        _ => Status::internal("the service answered in a way that could not be read"),
+    }
+}
+
+/// An error and every `source()` under it, on one line: `a: b: c`. What a log line needs, and
+/// what a client must never see.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        // Some errors repeat their source's words in their own; say them once.
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+/// A failure the client cannot act on: logged once, with its whole cause, answered as a bare
+/// `INTERNAL`.
+pub fn internal(context: &str, err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Status {
+    let err = err.into();
+    tracing::error!(error = %chain(err.as_ref()), "{context}");
     Status::internal("internal error")
 }
 

@@ -16,12 +16,29 @@ pub use local::LocalMediaStore;
 pub use s3::{S3Config, S3MediaStore};
 pub use signer::{SignedUrlError, UrlSigner};
 
+/// What failed underneath a [`MediaError`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
     #[error("invalid media key {0:?}")]
     InvalidKey(String),
+    /// The folder or S3 failed.
+    #[error("media storage: {doing}")]
+    Storage {
+        doing: String,
+        #[source]
+        cause: Cause,
+    },
+    /// The store cannot work as configured, or answered what it must not.
     #[error("media storage: {0}")]
-    Storage(String),
+    Broken(String),
+}
+
+impl MediaError {
+    pub(crate) fn during(doing: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::Storage { doing: doing.into(), cause: cause.into() }
+    }
 }
 
 /// A stored object's URL and when it stops working (Unix milliseconds).

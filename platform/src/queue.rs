@@ -23,10 +23,30 @@ pub use sql::SqlQueue;
 /// Deliveries of one message, counting the first.
 pub const MAX_DELIVERIES: u32 = 3;
 
+/// What failed underneath a [`QueueError`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("queue storage: {0}")]
-    Storage(String),
+    /// The database or NATS failed.
+    #[error("queue storage")]
+    Storage(#[source] Cause),
+    /// The database or NATS failed while doing something worth naming.
+    #[error("queue storage: {doing}")]
+    During {
+        doing: String,
+        #[source]
+        cause: Cause,
+    },
+    /// The queue's own rules were broken: a claimed message vanished, a topic outside the stream.
+    #[error("queue: {0}")]
+    Broken(String),
+}
+
+impl QueueError {
+    pub(crate) fn during(doing: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::During { doing: doing.into(), cause: cause.into() }
+    }
 }
 
 /// A message to publish. `id` de-duplicates: use the job id.

@@ -23,8 +23,16 @@ pub enum Verdict {
     /// Still starting or processing, with its latest progress.
     Running(Option<String>),
     Succeeded,
-    /// Failed, canceled or aborted, with the reason shown to the job's owner.
-    Failed(String),
+    /// Failed, canceled or aborted.
+    Failed(Failed),
+}
+
+/// Why a prediction ended without output: `public` is what the job's owner reads (our words),
+/// `detail` what Replicate said (for the log, never for the owner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub public: &'static str,
+    pub detail: String,
 }
 
 impl Verdict {
@@ -32,10 +40,16 @@ impl Verdict {
         match prediction.status {
             PredictionStatus::Starting | PredictionStatus::Processing => Self::Running(prediction.progress()),
             PredictionStatus::Succeeded => Self::Succeeded,
-            PredictionStatus::Canceled => Self::Failed("the prediction was canceled at the provider".into()),
+            PredictionStatus::Canceled => Self::Failed(Failed {
+                public: "the job was canceled at the provider",
+                detail: format!("prediction {} was canceled", prediction.id),
+            }),
             PredictionStatus::Failed | PredictionStatus::Aborted => {
                 let why = prediction.error_text().unwrap_or_else(|| "no reason given".into());
-                Self::Failed(format!("the model failed: {}", truncate(&why, 300)))
+                Self::Failed(Failed {
+                    public: "the provider's model failed to make it",
+                    detail: format!("prediction {}: {}", prediction.id, truncate(&why, 300)),
+                })
             }
         }
     }

@@ -62,7 +62,7 @@ async fn refunded(client: &Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_that_always_fails_gets_three_deliveries_then_its_message_is_in_the_dlq_stream_and_the_job_refunded()
 {
-    let Some((server, client, provider)) = mesh(Some(ProviderError::Transient("model timed out".into()))).await else {
+    let Some((server, client, provider)) = mesh(Some(ProviderError::transient("model timed out"))).await else {
         return;
     };
     let created = client.static_ad(ad()).await.unwrap();
@@ -85,7 +85,7 @@ async fn a_provider_that_always_fails_gets_three_deliveries_then_its_message_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_error_gets_one_delivery_and_the_job_fails_refunded() {
-    let Some((server, client, provider)) = mesh(Some(ProviderError::Permanent("prompt refused".into()))).await else {
+    let Some((server, client, provider)) = mesh(Some(ProviderError::permanent("prompt refused"))).await else {
         return;
     };
     let created = client.static_ad(ad()).await.unwrap();

@@ -42,7 +42,7 @@ async fn refunds(client: &Client) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_that_always_fails_gets_three_attempts_one_dead_letter_a_failed_job_and_one_refund() {
-    let (server, client, provider) = mesh_with(ProviderError::Transient("provider timed out".into())).await;
+    let (server, client, provider) = mesh_with(ProviderError::transient("provider timed out")).await;
     let created = client.static_ad(ad()).await.unwrap();
     let job = client.wait_for_job(&created.job_id).await;
     assert_eq!(job.status(), pb::JobStatus::Failed);
@@ -77,7 +77,7 @@ async fn a_provider_that_always_fails_gets_three_attempts_one_dead_letter_a_fail
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_failure_is_not_retried_and_is_refunded_once() {
-    let (server, client, provider) = mesh_with(ProviderError::Permanent("the model refused the prompt".into())).await;
+    let (server, client, provider) = mesh_with(ProviderError::permanent("the model refused the prompt")).await;
     let created = client.static_ad(ad()).await.unwrap();
     let job = client.wait_for_job(&created.job_id).await;
     assert_eq!(job.status(), pb::JobStatus::Failed);
@@ -93,7 +93,7 @@ async fn a_permanent_failure_is_not_retried_and_is_refunded_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_copy_job_answers_with_an_error_and_is_refunded() {
-    let (server, client, _provider) = mesh_with(ProviderError::Transient("llm unavailable".into())).await;
+    let (server, client, _provider) = mesh_with(ProviderError::transient("llm unavailable")).await;
     let err = client.copy(pb::GenerateCopyRequest::default()).await.unwrap_err();
     assert_eq!(err.code, tonic::Code::Unavailable, "{err:?}");
     let jobs = client.all_jobs().await;

@@ -213,10 +213,11 @@ async fn act(state: &State, job_id: &str, prediction: &Prediction) -> Result<(),
             };
             settled(job_id, "RecordJobProgress", jobs.record_job_progress(request).await)
         }
-        Verdict::Failed(reason) => {
+        Verdict::Failed(failed) => {
+            tracing::info!(job = %job_id, detail = %failed.detail, "the provider failed the job");
             let request = pb::FailJobRequest {
                 job_id: job_id.to_string(),
-                error: format!("{reason}; credits refunded"),
+                error: format!("{}; credits refunded", failed.public),
                 lease_token: String::new(),
                 prediction_id: prediction.id.clone(),
             };
@@ -236,7 +237,7 @@ async fn act(state: &State, job_id: &str, prediction: &Prediction) -> Result<(),
                 tracing::warn!(job = %job_id, error = %e, "a prediction's output cannot be copied");
                 let request = pb::FailJobRequest {
                     job_id: job_id.to_string(),
-                    error: format!("the provider's output could not be copied: {e}; credits refunded"),
+                    error: "the provider's output could not be copied; credits refunded".into(),
                     lease_token: String::new(),
                     prediction_id: prediction.id.clone(),
                 };

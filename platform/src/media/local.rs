@@ -37,7 +37,7 @@ impl MediaStore for LocalMediaStore {
     async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), MediaError> {
         check_key(key)?;
         let path = self.root.join(key);
-        let storage = |e: std::io::Error| MediaError::Storage(e.to_string());
+        let storage = |e: std::io::Error| MediaError::during(format!("writing {key}"), e);
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(storage)?;
         }
@@ -49,7 +49,8 @@ impl MediaStore for LocalMediaStore {
 
     async fn get(&self, key: &str) -> Result<Bytes, MediaError> {
         check_key(key)?;
-        let bytes = tokio::fs::read(self.root.join(key)).await.map_err(|e| MediaError::Storage(e.to_string()))?;
+        let bytes =
+            tokio::fs::read(self.root.join(key)).await.map_err(|e| MediaError::during(format!("reading {key}"), e))?;
         Ok(Bytes::from(bytes))
     }
 

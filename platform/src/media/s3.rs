@@ -60,7 +60,7 @@ impl S3Config {
     pub const DEFAULT_PART_SIZE: usize = 8 * MIB;
 
     fn validate(&self) -> Result<(), MediaError> {
-        let invalid = |why: String| Err(MediaError::Storage(format!("invalid S3 configuration: {why}")));
+        let invalid = |why: String| Err(MediaError::Broken(format!("invalid S3 configuration: {why}")));
         if self.region.is_empty() {
             return invalid("the region is empty".into());
         }
@@ -178,7 +178,7 @@ impl S3MediaStore {
             .map_err(|e| storage(format!("starting the upload of {key}"), e))?;
         let id = created
             .upload_id
-            .ok_or_else(|| MediaError::Storage(format!("starting the upload of {key}: no upload id in the answer")))?;
+            .ok_or_else(|| MediaError::Broken(format!("starting the upload of {key}: no upload id in the answer")))?;
         Ok(Upload { store: self, key, id })
     }
 }
@@ -201,7 +201,7 @@ impl Upload<'_> {
         let mut part = second;
         while !part.is_empty() {
             if parts.len() == MAX_PARTS {
-                return Err(MediaError::Storage(format!("{} needs more than {MAX_PARTS} parts", self.key)));
+                return Err(MediaError::Broken(format!("{} needs more than {MAX_PARTS} parts", self.key)));
             }
             size += part.len() as u64;
             parts.push(self.send_part(parts.len() as i32 + 1, part).await?);
@@ -329,12 +329,14 @@ async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> Result<
         .take(size as u64)
         .read_to_end(&mut part)
         .await
-        .map_err(|e| MediaError::Storage(format!("reading the object to upload: {e}")))?;
+        .map_err(|e| MediaError::during("reading the object to upload", e))?;
     Ok(Bytes::from(part))
 }
 
+/// The SDK's error, with the whole of its context (the service's code and message) as the cause:
+/// its own `Display` says only "service error".
 fn storage(doing: String, error: impl std::error::Error) -> MediaError {
-    MediaError::Storage(format!("{doing}: {}", DisplayErrorContext(error)))
+    MediaError::during(doing, DisplayErrorContext(error).to_string())
 }
 
 #[cfg(test)]

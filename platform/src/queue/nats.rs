@@ -82,8 +82,8 @@ impl Default for NatsQueueConfig {
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> QueueError {
-    QueueError::Storage(e.to_string())
+pub(super) fn storage(e: impl Into<super::Cause>) -> QueueError {
+    QueueError::Storage(e.into())
 }
 
 /// A [`JobQueue`] on NATS JetStream. Clones share one connection.
@@ -109,11 +109,10 @@ impl NatsQueue {
     /// Connects, creates or updates both streams and the consumer, and starts listening for
     /// max-deliveries advisories.
     pub async fn connect(config: NatsQueueConfig) -> Result<Self, QueueError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("cutx-queue")
-            .connect(config.url.expose())
-            .await
-            .map_err(|e| storage(format!("connecting to {}: {e}", without_credentials(config.url.expose()))))?;
+        let client =
+            async_nats::ConnectOptions::new().name("cutx-queue").connect(config.url.expose()).await.map_err(|e| {
+                QueueError::during(format!("connecting to {}", without_credentials(config.url.expose())), e)
+            })?;
         let js = jetstream::new(client.clone());
         let jobs = stream::Config {
             name: config.stream.clone(),
@@ -147,7 +146,7 @@ impl NatsQueue {
                 config.stream.as_str(),
             )
             .await
-            .map_err(|e| storage(format!("creating consumer {}: {e}", config.consumer)))?;
+            .map_err(|e| QueueError::during(format!("creating consumer {}", config.consumer), e))?;
         let advisory = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", config.stream, config.consumer);
         let subscription = client.subscribe(advisory).await.map_err(storage)?;
         let advisories = tokio::spawn(dead_letters::capture_lost_messages(subscription, js.clone(), config.clone()));
@@ -179,7 +178,7 @@ async fn ensure_stream(js: &Context, config: stream::Config) -> Result<(), Queue
             Ok(_) => return Ok(()),
             // Both saw no stream and both created it: the loser's update now finds it.
             Err(e) if attempt < 3 => tracing::debug!(stream = %name, error = %e, "creating a stream, again"),
-            Err(e) => return Err(storage(format!("creating stream {name}: {e}"))),
+            Err(e) => return Err(QueueError::during(format!("creating stream {name}"), e)),
         }
     }
 }
@@ -190,7 +189,7 @@ fn kind<'a>(config: &NatsQueueConfig, topic: &'a str) -> Result<&'a str, QueueEr
         .strip_prefix(config.jobs_subjects.as_str())
         .and_then(|rest| rest.strip_prefix('.'))
         .filter(|kind| !kind.is_empty())
-        .ok_or_else(|| storage(format!("topic {topic} is not under {}", config.jobs_subjects)))
+        .ok_or_else(|| QueueError::Broken(format!("topic {topic} is not under {}", config.jobs_subjects)))
 }
 
 #[async_trait]
@@ -205,7 +204,7 @@ impl JobQueue for NatsQueue {
             .await
             .map_err(storage)?
             .await
-            .map_err(|e| storage(format!("publishing {}: {e}", m.id)))?;
+            .map_err(|e| QueueError::during(format!("publishing {}", m.id), e))?;
         Ok(())
     }
 
@@ -255,7 +254,7 @@ struct NatsSettle {
 
 impl NatsSettle {
     async fn reply(&self, kind: AckKind) -> Result<(), QueueError> {
-        self.message.double_ack_with(kind).await.map_err(|e| storage(format!("settling {}: {e}", self.id)))
+        self.message.double_ack_with(kind).await.map_err(|e| QueueError::during(format!("settling {}", self.id), e))
     }
 }
 

@@ -69,8 +69,8 @@ use entity::{dead_letter, message};
 /// How long a settled message id keeps dropping publishes of the same id (JetStream's default).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-fn storage(e: impl std::fmt::Display) -> QueueError {
-    QueueError::Storage(e.to_string())
+pub(super) fn storage(e: impl Into<super::Cause>) -> QueueError {
+    QueueError::Storage(e.into())
 }
 
 /// A durable queue in SQL tables `queue_messages` and `dead_letters`.
@@ -126,7 +126,7 @@ impl SqlQueue {
                 .one(&self.db)
                 .await
                 .map_err(storage)?
-                .ok_or_else(|| storage(format!("claimed message {id} vanished")))?;
+                .ok_or_else(|| QueueError::Broken(format!("claimed message {id} vanished")))?;
             let attempt = row.deliveries as u32;
             let settle = SqlSettle { queue: self.clone(), id: id.clone(), token, deliveries: attempt };
             return Ok(Some(Delivery::new(
@@ -289,7 +289,7 @@ impl Settle for SqlSettle {
             .one(&txn)
             .await
             .map_err(storage)?
-            .ok_or_else(|| storage(format!("message {} vanished", self.id)))?;
+            .ok_or_else(|| QueueError::Broken(format!("message {} vanished", self.id)))?;
         let letter = dead_letter::ActiveModel {
             id: Set(row.id),
             topic: Set(row.topic),

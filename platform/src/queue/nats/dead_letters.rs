@@ -43,7 +43,7 @@ pub(super) async fn publish(js: &Context, config: &NatsQueueConfig, letter: Lett
         .await
         .map_err(storage)?
         .await
-        .map_err(|e| storage(format!("storing a dead letter: {e}")))?;
+        .map_err(|e| QueueError::during("storing a dead letter", e))?;
     Ok(())
 }
 

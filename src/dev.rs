@@ -40,7 +40,7 @@ pub struct DevOptions {
     pub webhooks: bool,
     pub deadlines: jobs_svc::Deadlines,
     /// Credits a new user starts with.
-    pub free_credits: i64,
+    pub free_credits: cutx_platform::credits::Credits,
     pub workers: usize,
     pub retry_base: Duration,
     /// How long a claimed message waits for its worker before another may take it.

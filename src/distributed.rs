@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use cutx_platform::credits::Credits;
 use cutx_platform::media::{LocalMediaStore, MediaStore, UrlSigner};
 use cutx_platform::queue::{JobQueue, SqlQueue};
 use cutx_platform::secret::Secret;
@@ -198,7 +199,7 @@ pub struct AuthArgs {
     #[arg(long, env = "CUTX_DEV_MAILBOX")]
     pub dev_mailbox: bool,
     /// Credits a new user starts with.
-    #[arg(long, env = "CUTX_FREE_CREDITS", default_value_t = billing_svc::FREE_TIER_CREDITS as u32)]
+    #[arg(long, env = "CUTX_FREE_CREDITS", default_value_t = billing_svc::FREE_TIER_CREDITS.get() as u32)]
     pub free_credits: u32,
     #[command(flatten)]
     pub db: DatabaseArgs,
@@ -222,7 +223,7 @@ pub async fn auth(args: AuthArgs, shutdown: impl Future<Output = ()> + Send) -> 
         dev_mailbox: None,
         secure_cookies: public_url.starts_with("https://"),
         public_url,
-        free_credits: args.free_credits.into(),
+        free_credits: Credits::from_u32(args.free_credits),
     };
     let config = if args.dev_mailbox {
         let mailbox = auth_svc::DevMailbox::default();
@@ -348,20 +349,16 @@ impl PriceArgs {
     fn prices(&self) -> anyhow::Result<jobs_svc::Prices> {
         let Self { price_copy, price_scrape, price_static_ad, price_tts, price_i2v, price_reframe, price_ugc_video } =
             *self;
-        let prices = jobs_svc::Prices {
-            copy: price_copy,
-            scrape: price_scrape,
-            static_ad: price_static_ad,
-            tts: price_tts,
-            i2v: price_i2v,
-            reframe: price_reframe,
-            ugc_video: price_ugc_video,
-        };
-        use sea_orm::{ActiveEnum, Iterable};
-        if let Some(kind) = jobs_svc::Kind::iter().find(|k| prices.of(*k) < 0) {
-            bail!("CUTX_PRICE_{} must not be negative", kind.to_value().to_uppercase());
-        }
-        Ok(prices)
+        let price = |n: i64, var: &str| Credits::new(n).with_context(|| format!("{var} must not be negative"));
+        Ok(jobs_svc::Prices {
+            copy: price(price_copy, "CUTX_PRICE_COPY")?,
+            scrape: price(price_scrape, "CUTX_PRICE_SCRAPE")?,
+            static_ad: price(price_static_ad, "CUTX_PRICE_STATIC_AD")?,
+            tts: price(price_tts, "CUTX_PRICE_TTS")?,
+            i2v: price(price_i2v, "CUTX_PRICE_I2V")?,
+            reframe: price(price_reframe, "CUTX_PRICE_REFRAME")?,
+            ugc_video: price(price_ugc_video, "CUTX_PRICE_UGC_VIDEO")?,
+        })
     }
 }
 

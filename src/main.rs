@@ -36,7 +36,7 @@ enum Command {
         #[arg(long, env = "CUTX_REPLICATE_WEBHOOKS")]
         replicate_webhooks: bool,
         /// Credits a new user starts with.
-        #[arg(long, env = "CUTX_FREE_CREDITS", default_value_t = billing_svc::FREE_TIER_CREDITS as u32)]
+        #[arg(long, env = "CUTX_FREE_CREDITS", default_value_t = billing_svc::FREE_TIER_CREDITS.get() as u32)]
         free_credits: u32,
         #[command(flatten)]
         fetch: cutx::remote::FetchArgs,
@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
             options.workers = cutx::config::at_least(workers, 1, "CUTX_WORKERS")?;
             options.outside = cutx::remote::Outside::build(&fetch, &replicate)?;
             options.webhooks = replicate_webhooks;
-            options.free_credits = free_credits.into();
+            options.free_credits = cutx_platform::credits::Credits::from_u32(free_credits);
             options.deadlines = deadlines.deadlines()?;
             let provider = match options.outside.replicate.is_some() {
                 true => format!("Replicate ({})", replicate.replicate_base_url),

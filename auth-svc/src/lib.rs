@@ -36,7 +36,7 @@ pub struct AuthConfig {
     /// Where users reach the gateway; sign-in links start with it.
     pub public_url: String,
     pub secure_cookies: bool,
-    pub free_credits: i64,
+    pub free_credits: cutx_platform::credits::Credits,
 }
 
 /// Serves auth-svc on `listener` until `shutdown`.

@@ -32,7 +32,7 @@ pub struct Auth {
     pub(crate) billing: BillingInternalServiceClient<MeshChannel>,
     pub(crate) public_url: String,
     pub(crate) secure_cookies: bool,
-    pub(crate) free_credits: i64,
+    pub(crate) free_credits: cutx_platform::credits::Credits,
 }
 
 fn user_pb(u: user::Model) -> pb::User {
@@ -83,7 +83,7 @@ impl AuthService for Auth {
         // Idempotent by key, so a retry after a failed grant gives the free credits once.
         let mut grant = Request::new(pb::GrantRequest {
             user_id: user.id.clone(),
-            amount: self.free_credits,
+            amount: self.free_credits.get(),
             r#type: pb::LedgerEntryType::FreeTier as i32,
             idempotency_key: format!("free_tier:{}", user.id),
             reference: "signup".into(),

@@ -16,7 +16,7 @@ pub use entry::EntryType;
 use service::Billing;
 
 /// Credits a new user starts with.
-pub const FREE_TIER_CREDITS: i64 = 25;
+pub const FREE_TIER_CREDITS: cutx_platform::credits::Credits = cutx_platform::credits::Credits::from_u32(25);
 
 /// billing-svc's two gRPC services, ready to add to a server.
 pub struct BillingServices {

@@ -1,6 +1,7 @@
 //! The gRPC faces of billing-svc: `BillingService` for signed-in users, `BillingInternalService`
 //! for the mesh.
 
+use cutx_platform::credits::Credits;
 use cutx_platform::error::{insufficient_credits, internal, invalid_field};
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::MeshKey;
@@ -41,9 +42,9 @@ impl BillingService for Billing {
         let caller = self.mesh.caller(&request)?;
         let b = self.store.balance(caller).await?;
         Ok(Response::new(pb::GetBalanceResponse {
-            balance: b.balance,
-            lifetime_purchased: b.lifetime_purchased,
-            lifetime_used: b.lifetime_used,
+            balance: b.balance.get(),
+            lifetime_purchased: b.lifetime_purchased.get(),
+            lifetime_used: b.lifetime_used.get(),
         }))
     }
 
@@ -82,11 +83,11 @@ fn key(field: &str, raw: &str) -> Result<(), Status> {
     Ok(())
 }
 
-fn positive(amount: i64) -> Result<i64, Status> {
-    if amount <= 0 {
-        return Err(invalid_field("amount", "must be positive"));
+fn positive(amount: i64) -> Result<Credits, Status> {
+    match Credits::new(amount) {
+        Ok(credits) if !credits.is_zero() => Ok(credits),
+        _ => Err(invalid_field("amount", "must be positive")),
     }
-    Ok(amount)
 }
 
 #[tonic::async_trait]
@@ -96,7 +97,7 @@ impl BillingInternalService for Billing {
         let user = user_id(&user)?;
         key("idempotency_key", &idempotency_key)?;
         let applied = self.store.debit(user, positive(amount)?, &idempotency_key, &reference).await?;
-        Ok(Response::new(pb::DebitResponse { balance: applied.balance, applied: applied.applied }))
+        Ok(Response::new(pb::DebitResponse { balance: applied.balance.get(), applied: applied.applied }))
     }
 
     async fn refund(&self, request: Request<pb::RefundRequest>) -> Result<Response<pb::RefundResponse>, Status> {
@@ -107,9 +108,9 @@ impl BillingInternalService for Billing {
         key("idempotency_key", &idempotency_key)?;
         let applied = self.store.refund(user, &debit_idempotency_key, &idempotency_key, &reference).await?;
         Ok(Response::new(pb::RefundResponse {
-            balance: applied.balance,
+            balance: applied.balance.get(),
             applied: applied.applied,
-            amount: applied.amount,
+            amount: applied.amount.get(),
         }))
     }
 
@@ -122,6 +123,6 @@ impl BillingInternalService for Billing {
             .and_then(EntryType::grant_from_pb)
             .ok_or_else(|| invalid_field("type", "must be purchase, subscription, bonus or free_tier"))?;
         let applied = self.store.grant(user, positive(amount)?, entry_type, &idempotency_key, &reference).await?;
-        Ok(Response::new(pb::GrantResponse { balance: applied.balance, applied: applied.applied }))
+        Ok(Response::new(pb::GrantResponse { balance: applied.balance.get(), applied: applied.applied }))
     }
 }

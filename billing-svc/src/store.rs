@@ -6,6 +6,7 @@
 //! Invariant (property-tested): for every user, balance == sum of their ledger amounts >= 0.
 
 use cutx_platform::clock::now_millis;
+use cutx_platform::credits::Credits;
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::Caller;
 use cutx_platform::paging::Page;
@@ -21,7 +22,7 @@ use crate::entry::EntryType;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("insufficient credits: {needed} needed, {balance} available")]
-    InsufficientCredits { needed: i64, balance: i64 },
+    InsufficientCredits { needed: Credits, balance: Credits },
     #[error("database: {0}")]
     Db(#[from] DbErr),
     /// A stored entry holds a word no enum of ours knows (sea-orm's own error names only the
@@ -33,16 +34,16 @@ pub enum StoreError {
 /// The outcome of a movement: the balance now, and whether this call moved anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
-    pub balance: i64,
+    pub balance: Credits,
     pub applied: bool,
-    pub amount: i64,
+    pub amount: Credits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Balance {
-    pub balance: i64,
-    pub lifetime_purchased: i64,
-    pub lifetime_used: i64,
+    pub balance: Credits,
+    pub lifetime_purchased: Credits,
+    pub lifetime_used: Credits,
 }
 
 #[derive(Clone)]
@@ -53,7 +54,8 @@ pub struct Store {
 /// One movement to apply.
 struct Movement<'a> {
     user: UserId,
-    amount: i64,
+    /// Taken from the balance for a deduction, added to it for every other type.
+    amount: Credits,
     entry_type: EntryType,
     key: &'a str,
     reference: &'a str,
@@ -66,13 +68,12 @@ impl Store {
 
     pub async fn balance(&self, caller: Caller) -> Result<Balance, StoreError> {
         let row = balance::Entity::find_by_id(caller.user_id().to_string()).one(&self.db).await?;
-        Ok(row
-            .map(|r| Balance {
-                balance: r.balance,
-                lifetime_purchased: r.lifetime_purchased,
-                lifetime_used: r.lifetime_used,
-            })
-            .unwrap_or_default())
+        let Some(row) = row else { return Ok(Balance::default()) };
+        Ok(Balance {
+            balance: stored(&row.user_id, "balance", row.balance)?,
+            lifetime_purchased: stored(&row.user_id, "lifetime_purchased", row.lifetime_purchased)?,
+            lifetime_used: stored(&row.user_id, "lifetime_used", row.lifetime_used)?,
+        })
     }
 
     /// The caller's ledger, newest first, after the entry `before` (an id) if given.
@@ -109,14 +110,20 @@ impl Store {
         }
     }
 
-    pub async fn debit(&self, user: UserId, amount: i64, key: &str, reference: &str) -> Result<Applied, StoreError> {
-        self.apply(Movement { user, amount: -amount, entry_type: EntryType::Deduction, key, reference }).await
+    pub async fn debit(
+        &self,
+        user: UserId,
+        amount: Credits,
+        key: &str,
+        reference: &str,
+    ) -> Result<Applied, StoreError> {
+        self.apply(Movement { user, amount, entry_type: EntryType::Deduction, key, reference }).await
     }
 
     pub async fn grant(
         &self,
         user: UserId,
-        amount: i64,
+        amount: Credits,
         entry_type: EntryType,
         key: &str,
         reference: &str,
@@ -156,12 +163,12 @@ impl Store {
         if let Some(done) = find_by_key(&txn, key).await? {
             let balance = current_balance(&txn, user).await?;
             txn.commit().await?;
-            return Ok(Applied { balance, applied: false, amount: done.amount });
+            return Ok(Applied { balance, applied: false, amount: moved(&done)? });
         }
         let debit = find_by_key(&txn, debit_key).await?.filter(|d| d.user_id == user.to_string());
         match debit {
             Some(debit) if debit.entry_type == EntryType::Deduction && debit.amount < 0 => {
-                let refund = Movement { user, amount: -debit.amount, entry_type: EntryType::Refund, key, reference };
+                let refund = Movement { user, amount: moved(&debit)?, entry_type: EntryType::Refund, key, reference };
                 let applied = apply_in(&txn, &refund).await?;
                 txn.commit().await?;
                 Ok(applied)
@@ -170,13 +177,13 @@ impl Store {
             Some(_) => {
                 let balance = current_balance(&txn, user).await?;
                 txn.commit().await?;
-                Ok(Applied { balance, applied: false, amount: 0 })
+                Ok(Applied { balance, applied: false, amount: Credits::ZERO })
             }
             None => {
                 let balance = current_balance(&txn, user).await?;
                 insert_entry(&txn, user, EntryType::Refund, 0, balance, debit_key, reference).await?;
                 txn.commit().await?;
-                Ok(Applied { balance, applied: false, amount: 0 })
+                Ok(Applied { balance, applied: false, amount: Credits::ZERO })
             }
         }
     }
@@ -201,7 +208,7 @@ impl Store {
         if let Some(existing) = find_by_key(&txn, m.key).await? {
             let balance = current_balance(&txn, m.user).await?;
             txn.commit().await?;
-            return Ok(Applied { balance, applied: false, amount: existing.amount.abs() });
+            return Ok(Applied { balance, applied: false, amount: moved(&existing)? });
         }
         match apply_in(&txn, m).await {
             Ok(applied) => {
@@ -220,30 +227,33 @@ impl Store {
 async fn apply_in(txn: &DatabaseTransaction, m: &Movement<'_>) -> Result<Applied, StoreError> {
     let used = Expr::col(balance::Column::LifetimeUsed);
     let purchased = Expr::col(balance::Column::LifetimePurchased);
+    let amount = m.amount.get();
+    // The ledger's amounts are signed: what a deduction takes is negative.
+    let signed = if m.entry_type == EntryType::Deduction { -amount } else { amount };
     let mut update = balance::Entity::update_many()
-        .col_expr(balance::Column::Balance, Expr::col(balance::Column::Balance).add(m.amount))
+        .col_expr(balance::Column::Balance, Expr::col(balance::Column::Balance).add(signed))
         .col_expr(balance::Column::UpdatedAt, Expr::value(now_millis()))
         .filter(balance::Column::UserId.eq(m.user.to_string()));
     match m.entry_type {
         EntryType::Deduction => {
             update = update
-                .col_expr(balance::Column::LifetimeUsed, used.add(-m.amount))
-                .filter(balance::Column::Balance.gte(-m.amount));
+                .col_expr(balance::Column::LifetimeUsed, used.add(amount))
+                .filter(balance::Column::Balance.gte(amount));
         }
-        EntryType::Refund => update = update.col_expr(balance::Column::LifetimeUsed, used.sub(m.amount)),
+        EntryType::Refund => update = update.col_expr(balance::Column::LifetimeUsed, used.sub(amount)),
         EntryType::Purchase | EntryType::Subscription => {
-            update = update.col_expr(balance::Column::LifetimePurchased, purchased.add(m.amount))
+            update = update.col_expr(balance::Column::LifetimePurchased, purchased.add(amount))
         }
         // Given, not bought: only the balance moves.
         EntryType::Bonus | EntryType::FreeTier => {}
     }
     if update.exec(txn).await?.rows_affected != 1 {
         let balance = current_balance(txn, m.user).await?;
-        return Err(StoreError::InsufficientCredits { needed: -m.amount, balance });
+        return Err(StoreError::InsufficientCredits { needed: m.amount, balance });
     }
     let balance_after = current_balance(txn, m.user).await?;
-    insert_entry(txn, m.user, m.entry_type, m.amount, balance_after, m.key, m.reference).await?;
-    Ok(Applied { balance: balance_after, applied: true, amount: m.amount.abs() })
+    insert_entry(txn, m.user, m.entry_type, signed, balance_after, m.key, m.reference).await?;
+    Ok(Applied { balance: balance_after, applied: true, amount: m.amount })
 }
 
 async fn insert_entry(
@@ -251,7 +261,7 @@ async fn insert_entry(
     user: UserId,
     entry_type: EntryType,
     amount: i64,
-    balance_after: i64,
+    balance_after: Credits,
     key: &str,
     reference: &str,
 ) -> Result<(), DbErr> {
@@ -260,7 +270,7 @@ async fn insert_entry(
         user_id: Set(user.to_string()),
         entry_type: Set(entry_type),
         amount: Set(amount),
-        balance_after: Set(balance_after),
+        balance_after: Set(balance_after.get()),
         reference: Set(reference.to_string()),
         idempotency_key: Set(key.to_string()),
         created_at: Set(now_millis()),
@@ -288,7 +298,18 @@ async fn find_by_key(txn: &DatabaseTransaction, key: &str) -> Result<Option<ledg
     ledger::Entity::find().filter(ledger::Column::IdempotencyKey.eq(key)).one(txn).await
 }
 
-async fn current_balance(txn: &DatabaseTransaction, user: UserId) -> Result<i64, DbErr> {
+async fn current_balance(txn: &DatabaseTransaction, user: UserId) -> Result<Credits, StoreError> {
     let row = balance::Entity::find_by_id(user.to_string()).one(txn).await?;
-    Ok(row.map(|r| r.balance).unwrap_or(0))
+    row.map_or(Ok(Credits::ZERO), |r| stored(&r.user_id, "balance", r.balance))
+}
+
+/// A stored count as credits; a negative one (which the schema's check forbids) names its row.
+fn stored(row: &str, column: &str, n: i64) -> Result<Credits, StoreError> {
+    Credits::new(n).map_err(|e| StoreError::Corrupt { row: row.to_string(), what: format!("{column}: {e}") })
+}
+
+/// How many credits a ledger entry moved, whichever way.
+fn moved(entry: &ledger::Model) -> Result<Credits, StoreError> {
+    let amount = entry.amount.checked_abs().unwrap_or(i64::MAX);
+    stored(&entry.id, "amount", amount)
 }

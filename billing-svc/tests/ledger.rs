@@ -2,6 +2,7 @@
 
 use billing_svc::EntryType;
 use billing_svc::store::{Store, StoreError};
+use cutx_platform::credits::Credits;
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::Caller;
 use cutx_platform::paging::Page;
@@ -15,6 +16,11 @@ async fn store() -> (Store, tempfile::TempDir) {
 }
 
 /// The first `limit` entries, newest first.
+/// `n` credits.
+fn c(n: i64) -> Credits {
+    Credits::new(n).unwrap()
+}
+
 fn page(limit: u64) -> Page {
     Page { limit, before: None, offset: 0 }
 }
@@ -28,11 +34,11 @@ fn the_same_debit_key_twice_charges_once() {
     rt().block_on(async {
         let (s, _dir) = store().await;
         let u = UserId::new();
-        s.grant(u, 25, EntryType::FreeTier, "free:u", "signup").await.unwrap();
-        let first = s.debit(u, 3, "debit:j1", "j1").await.unwrap();
-        let again = s.debit(u, 3, "debit:j1", "j1").await.unwrap();
+        s.grant(u, c(25), EntryType::FreeTier, "free:u", "signup").await.unwrap();
+        let first = s.debit(u, c(3), "debit:j1", "j1").await.unwrap();
+        let again = s.debit(u, c(3), "debit:j1", "j1").await.unwrap();
         assert!(first.applied && !again.applied);
-        assert_eq!((first.balance, again.balance), (22, 22));
+        assert_eq!((first.balance.get(), again.balance.get()), (22, 22));
     });
 }
 
@@ -41,10 +47,10 @@ fn a_debit_beyond_the_balance_is_refused_and_changes_nothing() {
     rt().block_on(async {
         let (s, _dir) = store().await;
         let u = UserId::new();
-        s.grant(u, 2, EntryType::Bonus, "b", "").await.unwrap();
-        let err = s.debit(u, 3, "debit:j", "j").await.unwrap_err();
-        assert!(matches!(err, StoreError::InsufficientCredits { needed: 3, balance: 2 }), "{err:?}");
-        assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance, 2);
+        s.grant(u, c(2), EntryType::Bonus, "b", "").await.unwrap();
+        let err = s.debit(u, c(3), "debit:j", "j").await.unwrap_err();
+        assert!(matches!(err, StoreError::InsufficientCredits { needed, balance } if (needed.get(), balance.get()) == (3, 2)), "{err:?}");
+        assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance.get(), 2);
         assert_eq!(s.ledger(Caller::for_tests(u), &page(10)).await.unwrap().len(), 1);
     });
 }
@@ -54,15 +60,15 @@ fn a_refund_gives_back_its_debit_once_and_nothing_without_one() {
     rt().block_on(async {
         let (s, _dir) = store().await;
         let u = UserId::new();
-        s.grant(u, 10, EntryType::FreeTier, "f", "").await.unwrap();
-        s.debit(u, 4, "debit:j", "j").await.unwrap();
+        s.grant(u, c(10), EntryType::FreeTier, "f", "").await.unwrap();
+        s.debit(u, c(4), "debit:j", "j").await.unwrap();
         let r1 = s.refund(u, "debit:j", "refund:j", "j").await.unwrap();
         let r2 = s.refund(u, "debit:j", "refund:j", "j").await.unwrap();
         let none = s.refund(u, "debit:other", "refund:other", "other").await.unwrap();
-        assert_eq!((r1.applied, r1.amount, r1.balance), (true, 4, 10));
+        assert_eq!((r1.applied, r1.amount.get(), r1.balance.get()), (true, 4, 10));
         assert!(!r2.applied && !none.applied);
         let b = s.balance(Caller::for_tests(u)).await.unwrap();
-        assert_eq!((b.balance, b.lifetime_used), (10, 0));
+        assert_eq!((b.balance.get(), b.lifetime_used.get()), (10, 0));
     });
 }
 
@@ -71,15 +77,15 @@ fn a_debit_arriving_after_the_refund_of_its_job_charges_nothing() {
     rt().block_on(async {
         let (s, _dir) = store().await;
         let u = UserId::new();
-        s.grant(u, 10, EntryType::FreeTier, "f", "").await.unwrap();
+        s.grant(u, c(10), EntryType::FreeTier, "f", "").await.unwrap();
         // The job was canceled before its debit landed: the refund closes the debit key.
         let closed = s.refund(u, "debit:j", "refund:j", "j").await.unwrap();
-        assert_eq!((closed.applied, closed.amount), (false, 0));
-        let late = s.debit(u, 3, "debit:j", "j").await.unwrap();
+        assert_eq!((closed.applied, closed.amount.get()), (false, 0));
+        let late = s.debit(u, c(3), "debit:j", "j").await.unwrap();
         assert!(!late.applied);
-        assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance, 10);
+        assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance.get(), 10);
         let again = s.refund(u, "debit:j", "refund:j", "j").await.unwrap();
-        assert_eq!((again.applied, again.balance), (false, 10));
+        assert_eq!((again.applied, again.balance.get()), (false, 10));
     });
 }
 
@@ -88,11 +94,11 @@ fn concurrent_debits_never_take_the_balance_below_zero() {
     rt().block_on(async {
         let (s, _dir) = store().await;
         let u = UserId::new();
-        s.grant(u, 10, EntryType::FreeTier, "f", "").await.unwrap();
+        s.grant(u, c(10), EntryType::FreeTier, "f", "").await.unwrap();
         let tasks: Vec<_> = (0..8)
             .map(|i| {
                 let s = s.clone();
-                tokio::spawn(async move { s.debit(u, 3, &format!("debit:{i}"), "").await })
+                tokio::spawn(async move { s.debit(u, c(3), &format!("debit:{i}"), "").await })
             })
             .collect();
         let mut ok = 0;
@@ -104,7 +110,7 @@ fn concurrent_debits_never_take_the_balance_below_zero() {
             }
         }
         assert_eq!(ok, 3);
-        assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance, 1);
+        assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance.get(), 1);
     });
 }
 
@@ -135,9 +141,9 @@ proptest! {
                 // Keys are per user, as jobs-svc's are (job ids are unique).
                 let result = match *op {
                     Op::Grant { user, key, amount } =>
-                        s.grant(users[user], amount, EntryType::Bonus, &format!("grant:{user}:{key}"), "").await,
+                        s.grant(users[user], c(amount), EntryType::Bonus, &format!("grant:{user}:{key}"), "").await,
                     Op::Debit { user, job, amount } =>
-                        s.debit(users[user], amount, &format!("debit:{user}:{job}"), "").await,
+                        s.debit(users[user], c(amount), &format!("debit:{user}:{job}"), "").await,
                     Op::Refund { user, job } =>
                         s.refund(users[user], &format!("debit:{user}:{job}"), &format!("refund:{user}:{job}"), "").await,
                 };
@@ -151,8 +157,8 @@ proptest! {
                 let b = s.balance(caller).await.unwrap();
                 let entries = s.ledger(caller, &page(1000)).await.unwrap();
                 let sum: i64 = entries.iter().map(|e| e.amount).sum();
-                assert!(b.balance >= 0);
-                assert_eq!(b.balance, sum);
+                assert!(b.balance.get() >= 0);
+                assert_eq!(b.balance.get(), sum);
                 // Newest first: each row's balance_after is the running sum.
                 let mut running = 0;
                 for e in entries.iter().rev() {
@@ -173,13 +179,13 @@ fn a_debit_racing_the_refund_of_its_job_is_either_refunded_or_never_charged() {
         for round in 0..20 {
             let (s, _dir) = store().await;
             let u = UserId::new();
-            s.grant(u, 10, EntryType::FreeTier, "f", "").await.unwrap();
+            s.grant(u, c(10), EntryType::FreeTier, "f", "").await.unwrap();
             let (a, b) = (s.clone(), s.clone());
-            let debit = tokio::spawn(async move { a.debit(u, 3, "debit:j", "j").await });
+            let debit = tokio::spawn(async move { a.debit(u, c(3), "debit:j", "j").await });
             let refund = tokio::spawn(async move { b.refund(u, "debit:j", "refund:j", "j").await });
             debit.await.unwrap().unwrap();
             refund.await.unwrap().unwrap();
-            assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance, 10, "round {round}");
+            assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance.get(), 10, "round {round}");
         }
     });
 }
@@ -206,14 +212,14 @@ fn on_postgresql_concurrent_debits_refunds_and_replays_keep_every_balance_exact(
     rt().block_on(async {
         let Some(s) = postgres_store().await else { return };
         let u = UserId::new();
-        s.grant(u, 30, EntryType::FreeTier, "f", "").await.unwrap();
+        s.grant(u, c(30), EntryType::FreeTier, "f", "").await.unwrap();
         // Ten jobs of 3, each debited twice concurrently, half of them refunded concurrently
         // with their debits.
         let mut tasks = Vec::new();
         for j in 0..10 {
             for _ in 0..2 {
                 let s = s.clone();
-                tasks.push(tokio::spawn(async move { s.debit(u, 3, &format!("debit:{j}"), "").await.map(|_| ()) }));
+                tasks.push(tokio::spawn(async move { s.debit(u, c(3), &format!("debit:{j}"), "").await.map(|_| ()) }));
             }
             if j % 2 == 0 {
                 let s = s.clone();
@@ -230,7 +236,7 @@ fn on_postgresql_concurrent_debits_refunds_and_replays_keep_every_balance_exact(
         }
         let caller = Caller::for_tests(u);
         let entries = s.ledger(caller, &page(1000)).await.unwrap();
-        let balance = s.balance(caller).await.unwrap().balance;
+        let balance = s.balance(caller).await.unwrap().balance.get();
         assert_eq!(balance, entries.iter().map(|e| e.amount).sum::<i64>());
         let charged = entries.iter().filter(|e| e.entry_type == EntryType::Deduction).count() as i64;
         let refunded = entries.iter().filter(|e| e.entry_type == EntryType::Refund && e.amount != 0).count() as i64;

@@ -68,6 +68,7 @@ impl IdentityMinter {
         let user = self.user(headers);
         headers.remove(MESH_HEADER);
         headers.insert(MESH_HEADER, self.mesh_value(user));
+        cutx_platform::request_id::propagate(headers);
     }
 }
 

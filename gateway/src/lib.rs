@@ -155,7 +155,9 @@ impl Gateway {
             .layer(SetResponseHeaderLayer::overriding(
                 header::X_CONTENT_TYPE_OPTIONS,
                 http::HeaderValue::from_static("nosniff"),
-            ));
+            ))
+            // Outermost: every answer names its request, and everything logged meanwhile does too.
+            .layer(axum::middleware::from_fn(request_scope));
 
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
@@ -184,6 +186,19 @@ impl Gateway {
 
 /// Browsers call from the web studio's origin with credentials (the session cookie), and
 /// gRPC-web clients must read the status trailers-as-headers.
+/// Gives the request a fresh id (a client's own is dropped), handles it in that id's scope and
+/// span (calls to the services carry it on), and answers it in `x-request-id`.
+async fn request_scope(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use cutx_platform::request_id::{HEADER, RequestId};
+    let id = RequestId::new();
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let value = id.header_value();
+    let mut response = id.scope(span, next.run(request)).await;
+    response.headers_mut().insert(HEADER, value);
+    response
+}
+
 fn cors(origins: CorsOrigins) -> CorsLayer {
     let allow = match origins {
         CorsOrigins::Any => AllowOrigin::mirror_request(),
@@ -203,6 +218,7 @@ fn cors(origins: CorsOrigins) -> CorsLayer {
             HeaderName::from_static("grpc-status"),
             HeaderName::from_static("grpc-message"),
             HeaderName::from_static("grpc-status-details-bin"),
+            HeaderName::from_static(cutx_platform::request_id::HEADER),
         ])
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
 }

@@ -116,6 +116,10 @@ fn fill_metadata(identity: &IdentityMinter, headers: &http::HeaderMap, metadata:
     let mesh = identity.mesh_value(identity.user(headers));
     let mesh = MetadataValue::try_from(mesh.as_bytes()).expect("a JWT is valid metadata");
     metadata.insert(cutx_platform::mesh::MESH_HEADER, mesh);
+    if let Some(id) = cutx_platform::request_id::RequestId::current() {
+        let id = MetadataValue::try_from(id.as_str()).expect("an id is letters, digits, - and _");
+        metadata.insert(cutx_platform::request_id::HEADER, id);
+    }
 }
 
 fn path_of(route: &RestRoute) -> http::uri::PathAndQuery {

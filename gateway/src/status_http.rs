@@ -172,6 +172,7 @@ pub fn route_error(pool: &DescriptorPool, code: Code, message: &str) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cutx_platform::credits::Credits;
 
     #[test]
     fn every_grpc_code_maps_to_grpc_gateways_http_status() {
@@ -203,7 +204,7 @@ mod tests {
     #[test]
     fn insufficient_credits_is_402_and_other_failed_preconditions_stay_400() {
         let table = [
-            (cutx_platform::error::insufficient_credits(3, 1), 402),
+            (cutx_platform::error::insufficient_credits(Credits::from_u32(3), Credits::from_u32(1)), 402),
             (cutx_platform::error::with_reason(Code::FailedPrecondition, "x", "OTHER"), 400),
             (cutx_platform::error::with_reason(Code::PermissionDenied, "x", REASON_INSUFFICIENT_CREDITS), 403),
             (Status::failed_precondition("x"), 400),
@@ -217,7 +218,11 @@ mod tests {
     fn the_short_name_is_the_reason_in_words_or_the_http_reason_phrase() {
         let pool = DescriptorPool::decode(cutx_proto::FILE_DESCRIPTOR_SET).unwrap();
         let table = [
-            (cutx_platform::error::insufficient_credits(3, 1), "Insufficient Credits", "failed_precondition"),
+            (
+                cutx_platform::error::insufficient_credits(Credits::from_u32(3), Credits::from_u32(1)),
+                "Insufficient Credits",
+                "failed_precondition",
+            ),
             (
                 cutx_platform::error::with_reason(Code::FailedPrecondition, "x", "PROVIDER_NOT_CONFIGURED"),
                 "Provider Not Configured",

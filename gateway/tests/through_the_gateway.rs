@@ -1,15 +1,17 @@
 //! The gateway in front of a tiny BillingService, both on port 0, called as clients would:
 //! REST with reqwest, gRPC with the generated client, gRPC-web as raw HTTP/1.1 frames.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use cutx_gateway::{Gateway, GatewayConfig};
+use cutx_platform::credits::Credits;
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::{MESH_HEADER, MeshIdentity, MeshKey};
 use cutx_platform::secret::Secret;
 use cutx_platform::session::SessionKey;
 use cutx_proto::pb;
+use cutx_proto::pb::billing_service_client::BillingServiceClient;
 use cutx_proto::pb::billing_service_server::{BillingService, BillingServiceServer};
 use cutx_proto::pb::job_service_server::{JobService, JobServiceServer};
 use tokio::net::TcpListener;
@@ -24,6 +26,8 @@ const BROKE_PAGE_SIZE: i32 = 13;
 struct FakeBilling {
     mesh: MeshKey,
     seen: Arc<Mutex<Vec<MeshIdentity>>>,
+    /// The `x-request-id` of each GetBalance call.
+    request_ids: Arc<Mutex<Vec<String>>>,
 }
 
 #[tonic::async_trait]
@@ -34,6 +38,8 @@ impl BillingService for FakeBilling {
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let identity = self.mesh.identify(request.metadata())?;
         self.seen.lock().unwrap().push(identity);
+        let id = request.metadata().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
+        self.request_ids.lock().unwrap().push(id.unwrap_or_default());
         self.mesh.caller(&request)?;
         let mut response =
             Response::new(pb::GetBalanceResponse { balance: 42, lifetime_purchased: 0, lifetime_used: 0 });
@@ -48,7 +54,7 @@ impl BillingService for FakeBilling {
     ) -> Result<Response<pb::ListLedgerResponse>, Status> {
         self.mesh.caller(&request)?;
         if request.get_ref().page_size == BROKE_PAGE_SIZE {
-            return Err(cutx_platform::error::insufficient_credits(3, 1));
+            return Err(cutx_platform::error::insufficient_credits(Credits::from_u32(3), Credits::from_u32(1)));
         }
         Ok(Response::new(pb::ListLedgerResponse {
             entries: vec![],
@@ -141,6 +147,7 @@ struct TestMesh {
     channel: Channel,
     sessions: SessionKey,
     seen: Arc<Mutex<Vec<MeshIdentity>>>,
+    request_ids: Arc<Mutex<Vec<String>>>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -154,10 +161,11 @@ async fn spawn_mesh_with(edge: cutx_gateway::EdgeLimits, dead_backend: bool) -> 
     let mesh = MeshKey::new(&Secret::new("mesh-secret".into()));
     let sessions = SessionKey::new(&Secret::new("session-secret".into()));
     let seen = Arc::new(Mutex::new(Vec::new()));
+    let request_ids = Arc::new(Mutex::new(Vec::new()));
 
     let backend_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend_addr = backend_listener.local_addr().unwrap();
-    let billing = FakeBilling { mesh: mesh.clone(), seen: seen.clone() };
+    let billing = FakeBilling { mesh: mesh.clone(), seen: seen.clone(), request_ids: request_ids.clone() };
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(BillingServiceServer::new(billing))
@@ -194,7 +202,7 @@ async fn spawn_mesh_with(edge: cutx_gateway::EdgeLimits, dead_backend: bool) -> 
         let _ = stopped.await;
     }));
     let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
-    TestMesh { base: format!("http://{addr}"), channel, sessions, seen, _stop: stop }
+    TestMesh { base: format!("http://{addr}"), channel, sessions, seen, request_ids, _stop: stop }
 }
 
 fn bearer(sessions: &SessionKey, user: UserId) -> String {
@@ -859,4 +867,42 @@ async fn a_form_post_with_no_body_is_refused_as_not_json() {
             .unwrap();
         assert_eq!(answer.status(), 415, "{content_type}");
     }
+}
+
+#[tokio::test]
+async fn every_answer_names_a_fresh_request_id_which_the_backend_receives_and_a_clients_own_is_dropped() {
+    let mesh = spawn_mesh().await;
+    let user = bearer(&mesh.sessions, UserId::new());
+    let web = reqwest::Client::builder().http1_only().build().unwrap();
+    let rest = || {
+        http()
+            .get(format!("{}/api/credits/balance", mesh.base))
+            .header("authorization", &user)
+            .header("x-request-id", "chosen-by-client")
+    };
+    let grpc_web = || {
+        web.post(format!("{}/cutx.v1.BillingService/GetBalance", mesh.base))
+            .header("content-type", "application/grpc-web+proto")
+            .header("authorization", &user)
+            .header("x-request-id", "chosen-by-client")
+            .body(frames(&[b""]))
+    };
+    let mut answered = Vec::new();
+    for request in [rest(), rest(), grpc_web()] {
+        let answer = request.send().await.unwrap();
+        let id = answer.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id:?}");
+        answered.push(id);
+    }
+    let mut grpc = BillingServiceClient::new(mesh.channel.clone());
+    let mut call = Request::new(pb::GetBalanceRequest {});
+    call.metadata_mut().insert("authorization", user.parse().unwrap());
+    call.metadata_mut().insert("x-request-id", "chosen-by-client".parse().unwrap());
+    let answer = grpc.get_balance(call).await.unwrap();
+    answered.push(answer.metadata().get("x-request-id").unwrap().to_str().unwrap().to_string());
+
+    let received = mesh.request_ids.lock().unwrap().clone();
+    assert_eq!(received, answered, "the backend got the id each answer names");
+    let distinct: HashSet<_> = answered.iter().collect();
+    assert_eq!(distinct.len(), answered.len(), "each request has its own id: {answered:?}");
 }

@@ -1,5 +1,6 @@
 //! Job kinds, how they run, and what they cost (configuration with the reference's defaults).
 
+use cutx_platform::credits::Credits;
 use cutx_proto::pb;
 use sea_orm::{ActiveEnum, DeriveActiveEnum, EnumIter, Iterable};
 
@@ -48,23 +49,24 @@ impl Kind {
 /// Credits per kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prices {
-    pub copy: i64,
-    pub scrape: i64,
-    pub static_ad: i64,
-    pub tts: i64,
-    pub i2v: i64,
-    pub reframe: i64,
-    pub ugc_video: i64,
+    pub copy: Credits,
+    pub scrape: Credits,
+    pub static_ad: Credits,
+    pub tts: Credits,
+    pub i2v: Credits,
+    pub reframe: Credits,
+    pub ugc_video: Credits,
 }
 
 impl Default for Prices {
     fn default() -> Self {
-        Self { copy: 1, scrape: 0, static_ad: 3, tts: 2, i2v: 10, reframe: 20, ugc_video: 40 }
+        let c = Credits::from_u32;
+        Self { copy: c(1), scrape: c(0), static_ad: c(3), tts: c(2), i2v: c(10), reframe: c(20), ugc_video: c(40) }
     }
 }
 
 impl Prices {
-    pub fn of(&self, kind: Kind) -> i64 {
+    pub fn of(&self, kind: Kind) -> Credits {
         match kind {
             Kind::Copy => self.copy,
             Kind::Scrape => self.scrape,

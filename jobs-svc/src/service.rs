@@ -13,6 +13,7 @@ use cutx_platform::error::{REASON_INSUFFICIENT_CREDITS, from_downstream, interna
 
 /// The `ErrorInfo` reason of a kind refused because no provider for it is configured.
 pub const REASON_PROVIDER_NOT_CONFIGURED: &str = "PROVIDER_NOT_CONFIGURED";
+use cutx_platform::credits::Credits;
 use cutx_platform::ids::JobId;
 use cutx_platform::queue::OutgoingMessage;
 use cutx_proto::pb::{self, job_service_server::JobService};
@@ -46,12 +47,22 @@ fn variants_of(row: &job::Model) -> Result<Vec<pb::CopyVariant>, Status> {
     }
 }
 
+/// A count of credits another service answered; a negative one is its fault, not the caller's.
+fn credits_from(what: &str, n: i64) -> Result<Credits, Status> {
+    Credits::new(n).map_err(|e| internal(what, e))
+}
+
+/// What a stored job cost; a negative cost (the schema's check forbids it) names the row.
+fn cost_of(row: &job::Model) -> Result<Credits, Status> {
+    Credits::new(row.cost).map_err(|e| StoreError::Corrupt { row: row.id.clone(), what: format!("cost: {e}") }.into())
+}
+
 /// What a create call answers, whatever the kind.
 struct Created {
     job_id: String,
     status: pb::JobStatus,
-    credits_used: i64,
-    credits_remaining: i64,
+    credits_used: Credits,
+    credits_remaining: Credits,
     variants: Vec<pb::CopyVariant>,
 }
 
@@ -76,7 +87,7 @@ impl Jobs {
         let (row, created) = self.store.insert_job(caller, &new, cost).await?;
         let id: JobId = row.id.parse().map_err(|e| internal("stored job id", e))?;
         // A replay (same idempotency key) is answered from the stored job and pays nothing.
-        let remaining = if created && cost > 0 {
+        let remaining = if created && !cost.is_zero() {
             match self.debit(caller.user_id().to_string(), id, cost).await {
                 Ok(balance) => balance,
                 Err(status)
@@ -107,7 +118,7 @@ impl Jobs {
         Ok(Created {
             job_id: row.id.clone(),
             status: row.status.to_pb(),
-            credits_used: row.cost,
+            credits_used: cost_of(&row)?,
             credits_remaining: remaining,
             variants,
         })
@@ -143,26 +154,26 @@ impl Jobs {
     }
 
     /// The caller's balance, asked of billing-svc on the caller's behalf.
-    async fn balance(&self, caller: cutx_platform::mesh::Caller) -> Result<i64, Status> {
+    async fn balance(&self, caller: cutx_platform::mesh::Caller) -> Result<Credits, Status> {
         let mut request = Request::new(pb::GetBalanceRequest {});
         self.mesh.attach(&mut request, "jobs", Some(caller.user_id()));
         let answer = self.billing_public.clone().get_balance(request).await;
-        Ok(answer.map_err(|s| from_downstream("billing", s))?.into_inner().balance)
+        credits_from("billing's balance", answer.map_err(|s| from_downstream("billing", s))?.into_inner().balance)
     }
 
-    async fn debit(&self, user_id: String, id: JobId, cost: i64) -> Result<i64, Status> {
+    async fn debit(&self, user_id: String, id: JobId, cost: Credits) -> Result<Credits, Status> {
         let response = self
             .billing
             .clone()
             .debit(pb::DebitRequest {
                 user_id,
-                amount: cost,
+                amount: cost.get(),
                 idempotency_key: format!("debit:{id}"),
                 reference: id.to_string(),
             })
             .await
             .map_err(|s| from_downstream("billing", s))?;
-        Ok(response.into_inner().balance)
+        credits_from("billing's balance", response.into_inner().balance)
     }
 
     /// Runs a synchronous kind now, or queues an asynchronous one.
@@ -284,10 +295,10 @@ impl Jobs {
             }
             jobs.push(pb::Job {
                 variants: variants_of(&row)?,
+                credits_used: cost_of(&row)?.get(),
                 id: row.id,
                 kind: kind as i32,
                 status: status.to_pb() as i32,
-                credits_used: row.cost,
                 project_id: row.project_id.unwrap_or_default(),
                 product_id: row.product_id.unwrap_or_default(),
                 outputs: files,
@@ -322,8 +333,8 @@ impl JobService for Jobs {
         Ok(Response::new(pb::GenerateCopyResponse {
             job_id: c.job_id,
             status: c.status as i32,
-            credits_used: c.credits_used,
-            credits_remaining: c.credits_remaining,
+            credits_used: c.credits_used.get(),
+            credits_remaining: c.credits_remaining.get(),
             variants: c.variants,
         }))
     }
@@ -338,8 +349,8 @@ impl JobService for Jobs {
         Ok(Response::new(pb::GenerateStaticAdResponse {
             job_id: c.job_id,
             status: c.status as i32,
-            credits_used: c.credits_used,
-            credits_remaining: c.credits_remaining,
+            credits_used: c.credits_used.get(),
+            credits_remaining: c.credits_remaining.get(),
         }))
     }
 
@@ -352,8 +363,8 @@ impl JobService for Jobs {
         Ok(Response::new(pb::GenerateVoiceoverResponse {
             job_id: c.job_id,
             status: c.status as i32,
-            credits_used: c.credits_used,
-            credits_remaining: c.credits_remaining,
+            credits_used: c.credits_used.get(),
+            credits_remaining: c.credits_remaining.get(),
         }))
     }
 
@@ -366,8 +377,8 @@ impl JobService for Jobs {
         Ok(Response::new(pb::GenerateVideoResponse {
             job_id: c.job_id,
             status: c.status as i32,
-            credits_used: c.credits_used,
-            credits_remaining: c.credits_remaining,
+            credits_used: c.credits_used.get(),
+            credits_remaining: c.credits_remaining.get(),
         }))
     }
 
@@ -380,8 +391,8 @@ impl JobService for Jobs {
         Ok(Response::new(pb::GenerateImageToVideoResponse {
             job_id: c.job_id,
             status: c.status as i32,
-            credits_used: c.credits_used,
-            credits_remaining: c.credits_remaining,
+            credits_used: c.credits_used.get(),
+            credits_remaining: c.credits_remaining.get(),
         }))
     }
 
@@ -394,8 +405,8 @@ impl JobService for Jobs {
         Ok(Response::new(pb::GenerateReframeResponse {
             job_id: c.job_id,
             status: c.status as i32,
-            credits_used: c.credits_used,
-            credits_remaining: c.credits_remaining,
+            credits_used: c.credits_used.get(),
+            credits_remaining: c.credits_remaining.get(),
         }))
     }
 

@@ -8,6 +8,7 @@
 //! already has changes nothing, so a duplicate webhook or a redelivered message is harmless.
 
 use cutx_platform::clock::now_millis;
+use cutx_platform::credits::Credits;
 use cutx_platform::ids::{JobId, ProjectId};
 use cutx_platform::mesh::Caller;
 use cutx_platform::paging::Page;
@@ -120,7 +121,12 @@ impl Store {
     /// Stores a new pending job, or returns the caller's job with the same idempotency key
     /// (made by the same request: a key reused for a different one is refused). The second
     /// value is true when this call created the job.
-    pub async fn insert_job(&self, caller: Caller, new: &NewJob, cost: i64) -> Result<(job::Model, bool), StoreError> {
+    pub async fn insert_job(
+        &self,
+        caller: Caller,
+        new: &NewJob,
+        cost: Credits,
+    ) -> Result<(job::Model, bool), StoreError> {
         if let Some(existing) = self.find_by_key(caller, new.idempotency_key.as_deref()).await? {
             return same_request(existing, new).map(|job| (job, false));
         }
@@ -131,7 +137,7 @@ impl Store {
             user_id: Set(caller.user_id().to_string()),
             kind: Set(new.kind),
             status: Set(Status::Pending),
-            cost: Set(cost),
+            cost: Set(cost.get()),
             input: Set(new.input.encode_to_vec()),
             result: Set(None),
             error: Set(None),
@@ -614,7 +620,7 @@ mod tests {
     async fn a_stored_job_with_an_unknown_status_or_kind_is_an_error_naming_its_row() {
         let (store, db, _dir) = store().await;
         let caller = Caller::for_tests(UserId::new());
-        let (job, _) = store.insert_job(caller, &new_job(), 3).await.unwrap();
+        let (job, _) = store.insert_job(caller, &new_job(), Credits::from_u32(3)).await.unwrap();
         let id: JobId = job.id.parse().unwrap();
         for (column, word, said) in
             [("status", "zombie", "unknown status \"zombie\""), ("kind", "podcast", "unknown kind \"podcast\"")]
@@ -642,7 +648,8 @@ mod tests {
     #[tokio::test]
     async fn a_stored_job_id_that_is_not_a_uuid_is_an_error_naming_its_row() {
         let (store, db, _dir) = store().await;
-        let (job, _) = store.insert_job(Caller::for_tests(UserId::new()), &new_job(), 3).await.unwrap();
+        let (job, _) =
+            store.insert_job(Caller::for_tests(UserId::new()), &new_job(), Credits::from_u32(3)).await.unwrap();
         db.execute_unprepared(&format!("UPDATE jobs SET id = 'not-a-uuid' WHERE id = '{}'", job.id)).await.unwrap();
         let rows = store.stale(Status::Pending, i64::MAX, 10).await.unwrap();
         let err = id_of(&rows[0]).unwrap_err();

@@ -62,7 +62,7 @@ pub fn with_reason(code: Code, message: impl Into<String>, reason: &str) -> Stat
 }
 
 /// Too few credits: `FAILED_PRECONDITION` with reason `INSUFFICIENT_CREDITS`.
-pub fn insufficient_credits(needed: i64, balance: i64) -> Status {
+pub fn insufficient_credits(needed: crate::credits::Credits, balance: crate::credits::Credits) -> Status {
     with_reason(
         Code::FailedPrecondition,
         format!("insufficient credits: {needed} needed, {balance} available"),
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn insufficient_credits_is_failed_precondition_with_its_reason() {
-        let status = insufficient_credits(3, 1);
+        let status = insufficient_credits(crate::credits::Credits::from_u32(3), crate::credits::Credits::from_u32(1));
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert_eq!(reason_of(&status).as_deref(), Some(REASON_INSUFFICIENT_CREDITS));
     }

@@ -10,7 +10,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
+use tower::layer::util::{Identity, Stack};
+
 use crate::mesh::MeshKey;
+use crate::request_id::ScopeLayer;
 
 /// Binds a listener; `addr` may have port 0.
 pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
@@ -22,14 +25,20 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
+/// Every CutX service's server: each call handled in the scope of its request id.
+pub type Server = tonic::transport::Server<Stack<ScopeLayer, Identity>>;
+
+/// A [`Server`] with its services.
+pub type Router = tonic::transport::server::Router<Stack<ScopeLayer, Identity>>;
+
 /// A server builder with the settings every CutX service shares.
-pub fn server() -> tonic::transport::Server {
-    tonic::transport::Server::builder().tcp_nodelay(true).timeout(Duration::from_secs(120))
+pub fn server() -> Server {
+    tonic::transport::Server::builder().tcp_nodelay(true).timeout(Duration::from_secs(120)).layer(ScopeLayer)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight calls.
 pub async fn serve(
-    router: tonic::transport::server::Router,
+    router: Router,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {

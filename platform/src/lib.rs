@@ -3,6 +3,7 @@
 
 pub mod aspect;
 pub mod clock;
+pub mod credits;
 pub mod db;
 pub mod error;
 pub mod fetch;
@@ -12,6 +13,7 @@ pub mod media;
 pub mod mesh;
 pub mod paging;
 pub mod queue;
+pub mod request_id;
 pub mod secret;
 pub mod session;
 pub mod telemetry;

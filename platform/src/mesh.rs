@@ -105,6 +105,11 @@ impl MeshKey {
         let token = self.mint(&MeshIdentity { service: service.into(), user });
         let value = token.parse().expect("a JWT is valid ASCII metadata");
         request.metadata_mut().insert(MESH_HEADER, value);
+        // The request this call is made for, if any, so the next service logs under its id.
+        if let Some(id) = crate::request_id::RequestId::current() {
+            let id = id.as_str().parse().expect("an id is letters, digits, - and _");
+            request.metadata_mut().insert(crate::request_id::HEADER, id);
+        }
     }
 }
 

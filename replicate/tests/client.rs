@@ -355,7 +355,7 @@ async fn the_webhook_secret_is_read_from_the_default_webhooks_secret() {
     let secret = fake.client().webhook_secret().await.unwrap();
 
     assert_eq!(secret.expose(), key);
-    assert_eq!(format!("{secret:?}"), "***");
+    assert_eq!(format!("{secret:?}"), "[redacted]");
     let [request] = fake.received().try_into().unwrap();
     assert_eq!((request.method, request.path.as_str()), (Method::GET, "/v1/webhooks/default/secret"));
 }

@@ -10,7 +10,7 @@ use cutx_tests::{Client, Server, Transport};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_jobs_at_once_on_sqlite_all_complete_and_are_charged_once() {
     let server = Server::in_process(|o| {
-        o.prices.static_ad = 1;
+        o.prices.static_ad = cutx_platform::credits::Credits::from_u32(1);
         o.workers = 4;
     })
     .await;

@@ -24,7 +24,7 @@ fn gif_frames(bytes: &[u8]) -> Vec<image::Frame> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_local_media_kind_makes_a_real_file_and_avatar_videos_are_refused_uncharged() {
     // Reframes at 2 credits instead of 20, so one new user's 25 pay for the whole tour.
-    let server = Server::in_process(|o| o.prices.reframe = 2).await;
+    let server = Server::in_process(|o| o.prices.reframe = cutx_platform::credits::Credits::from_u32(2)).await;
     let mut client = Client::new(&server, Transport::Rest);
     client.sign_in("ada@example.com").await;
 

@@ -35,6 +35,7 @@ const KINDS: [&str; 7] = ["COPY", "SCRAPE", "STATIC_AD", "TTS", "I2V", "REFRAME"
 
 async fn mesh(mode: Mode, fake: &FakeReplicate, knobs: Knobs) -> Option<Server> {
     let price = if knobs.free { 0 } else { 1 };
+    let credits = cutx_platform::credits::Credits::from_u32(price);
     match mode {
         Mode::Dev => Some(
             Server::in_process(|o| {
@@ -59,13 +60,13 @@ async fn mesh(mode: Mode, fake: &FakeReplicate, knobs: Knobs) -> Option<Server> 
                 o.housekeeping.every = Duration::from_secs(1);
                 o.workers = knobs.workers;
                 o.prices = jobs_svc::Prices {
-                    copy: price,
-                    scrape: 0,
-                    static_ad: price,
-                    tts: price,
-                    i2v: price,
-                    reframe: price,
-                    ugc_video: price,
+                    copy: credits,
+                    scrape: cutx_platform::credits::Credits::ZERO,
+                    static_ad: credits,
+                    tts: credits,
+                    i2v: credits,
+                    reframe: credits,
+                    ugc_video: credits,
                 };
             })
             .await,

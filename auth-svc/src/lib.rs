@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use cutx_platform::grpc::{RequireMesh, mesh_channel};
 use cutx_platform::mesh::MeshKey;
+use cutx_platform::mesh::Peer;
 use cutx_platform::session::SessionKey;
 use cutx_proto::pb::auth_internal_service_server::AuthInternalServiceServer;
 use cutx_proto::pb::auth_service_server::AuthServiceServer;
@@ -47,7 +48,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let auth = service::Auth {
         store: store::Store::new(config.db),
-        billing: BillingInternalServiceClient::new(mesh_channel(config.billing, config.mesh.clone(), "auth")),
+        billing: BillingInternalServiceClient::new(mesh_channel(config.billing, config.mesh.clone(), Peer::Auth)),
         mesh: config.mesh,
         sessions: config.sessions,
         mailer: config.mailer,
@@ -61,7 +62,7 @@ pub async fn serve(
     let dev = config
         .dev_mailbox
         .map(|m| InterceptedService::new(DevMailboxServiceServer::new(service::DevMail(m)), require.clone()));
-    let internal = RequireMesh::services(auth.mesh.clone(), &["gateway"]);
+    let internal = RequireMesh::services(auth.mesh.clone(), &[Peer::Gateway]);
     let router = cutx_platform::grpc::server()
         .add_service(InterceptedService::new(AuthInternalServiceServer::new(auth.clone()), internal))
         .add_service(InterceptedService::new(AuthServiceServer::new(auth), require))

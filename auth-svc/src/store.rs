@@ -5,14 +5,26 @@ use cutx_platform::clock::now_millis;
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::Caller;
 use cutx_platform::session::Session;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, Iterable, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use sha2::{Digest, Sha256};
 
 use crate::email::Email;
 use crate::entity::{magic_link, revoked_session, user};
+use crate::user::{Role, UserStatus};
+
+/// Why the store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database")]
+    Db(#[from] DbErr),
+    /// A stored user holds a word no enum of ours knows.
+    #[error("stored user {row} is corrupt: {what}")]
+    Corrupt { row: String, what: String },
+}
 
 /// How long a link lives.
 pub const LINK_LIFETIME_MILLIS: i64 = 15 * 60 * 1000;
@@ -81,7 +93,7 @@ impl Store {
     }
 
     /// The user with this address, created if new.
-    pub async fn user_for_email(&self, email: &str) -> Result<user::Model, DbErr> {
+    pub async fn user_for_email(&self, email: &str) -> Result<user::Model, StoreError> {
         let row = user::ActiveModel {
             id: Set(UserId::new().to_string()),
             email: Set(email.to_string()),
@@ -93,15 +105,39 @@ impl Store {
             .on_conflict_do_nothing_on([user::Column::Email])
             .exec_without_returning(&self.db)
             .await?;
-        user::Entity::find()
-            .filter(user::Column::Email.eq(email))
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound(format!("user {email}")))
+        let found = user::Entity::find().filter(user::Column::Email.eq(email)).one(&self.db).await;
+        self.named(found).await?.ok_or_else(|| DbErr::RecordNotFound("the user just stored".into()).into())
     }
 
-    pub async fn me(&self, caller: Caller) -> Result<Option<user::Model>, DbErr> {
-        user::Entity::find_by_id(caller.user_id().to_string()).one(&self.db).await
+    pub async fn me(&self, caller: Caller) -> Result<Option<user::Model>, StoreError> {
+        let found = user::Entity::find_by_id(caller.user_id().to_string()).one(&self.db).await;
+        self.named(found).await
+    }
+
+    /// A read's answer. A stored role or status that no enum of ours knows fails the whole read
+    /// with an error naming only the enum, so the row holding one is looked up and named.
+    async fn named<T>(&self, answer: Result<T, DbErr>) -> Result<T, StoreError> {
+        let Err(DbErr::Type(what)) = answer else { return Ok(answer?) };
+        let roles: Vec<String> = Role::iter().map(|r| r.to_value()).collect();
+        let statuses: Vec<String> = UserStatus::iter().map(|s| s.to_value()).collect();
+        let corrupt: Result<Option<(String, String, String)>, DbErr> = user::Entity::find()
+            .select_only()
+            .columns([user::Column::Id, user::Column::Role, user::Column::Status])
+            .filter(user::Column::Role.is_not_in(roles.clone()).or(user::Column::Status.is_not_in(statuses)))
+            .into_tuple()
+            .one(&self.db)
+            .await;
+        match corrupt {
+            Ok(Some((row, role, status))) => {
+                let what = if roles.contains(&role) {
+                    format!("unknown status {status:?}")
+                } else {
+                    format!("unknown role {role:?}")
+                };
+                Err(StoreError::Corrupt { row, what })
+            }
+            _ => Err(StoreError::Db(DbErr::Type(what))),
+        }
     }
 
     /// Ends a session: its token is refused from now on. Ending it twice changes nothing.
@@ -128,5 +164,35 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::ConnectionTrait;
+
+    #[tokio::test]
+    async fn a_stored_user_with_an_unknown_role_or_status_is_an_error_naming_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            cutx_platform::db::connect(&cutx_platform::db::sqlite_url(&dir.path().join("auth.db")), 2).await.unwrap();
+        cutx_migrations::migrate(&db).await.unwrap();
+        let store = Store::new(db.clone());
+        let user = store.user_for_email("corrupt@example.com").await.unwrap();
+        let caller = Caller::for_tests(user.id.parse().unwrap());
+        for (column, word, said) in
+            [("role", "root", "unknown role \"root\""), ("status", "banned", "unknown status \"banned\"")]
+        {
+            db.execute_unprepared(&format!("UPDATE users SET role = 'user', status = 'active', {column} = '{word}'"))
+                .await
+                .unwrap();
+            match store.me(caller).await.unwrap_err() {
+                StoreError::Corrupt { row, what } => {
+                    assert_eq!((row.as_str(), what.as_str()), (user.id.as_str(), said))
+                }
+                other => panic!("{column}: expected Corrupt, got {other:?}"),
+            }
+        }
     }
 }

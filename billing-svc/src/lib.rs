@@ -30,7 +30,7 @@ pub fn services(db: DatabaseConnection, mesh: MeshKey) -> BillingServices {
         public: InterceptedService::new(BillingServiceServer::new(billing.clone()), RequireMesh::any(mesh.clone())),
         internal: InterceptedService::new(
             BillingInternalServiceServer::new(billing),
-            RequireMesh::services(mesh, &["auth", "jobs"]),
+            RequireMesh::services(mesh, &[cutx_platform::mesh::Peer::Auth, cutx_platform::mesh::Peer::Jobs]),
         ),
     }
 }

@@ -17,7 +17,7 @@ use parking_lot::RwLock;
 use http::{HeaderMap, HeaderValue};
 
 /// The service name the gateway's mesh tokens carry.
-pub const GATEWAY_SERVICE: &str = "gateway";
+pub const GATEWAY_SERVICE: &str = cutx_platform::mesh::Peer::Gateway.as_str();
 
 #[derive(Clone, Debug)]
 pub struct IdentityMinter {

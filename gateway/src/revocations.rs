@@ -10,7 +10,7 @@ use cutx_proto::pb::ListRevokedSessionsRequest;
 use cutx_proto::pb::auth_internal_service_client::AuthInternalServiceClient;
 use tonic::transport::Channel;
 
-use crate::identity::{GATEWAY_SERVICE, Revocations};
+use crate::identity::Revocations;
 
 const EVERY: Duration = Duration::from_secs(1);
 /// Asks again for a little of the past each time: revocations committed out of order of their
@@ -19,7 +19,7 @@ const OVERLAP_MILLIS: i64 = 5_000;
 
 /// Follows auth-svc's revocations into `revoked` until the task is dropped.
 pub async fn follow(auth: Channel, mesh: MeshKey, revoked: Revocations) {
-    let mut client = AuthInternalServiceClient::new(mesh_channel(auth, mesh, GATEWAY_SERVICE));
+    let mut client = AuthInternalServiceClient::new(mesh_channel(auth, mesh, cutx_platform::mesh::Peer::Gateway));
     let mut cursor = 0i64;
     let mut tick = tokio::time::interval(EVERY);
     loop {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use cutx_platform::grpc::{MeshChannel, RequireMesh, mesh_channel};
 use cutx_platform::media::MediaStore;
 use cutx_platform::mesh::MeshKey;
+use cutx_platform::mesh::Peer;
 use cutx_platform::queue::JobQueue;
 use cutx_proto::pb::billing_internal_service_client::BillingInternalServiceClient;
 use cutx_proto::pb::billing_service_client::BillingServiceClient;
@@ -108,9 +109,9 @@ impl Jobs {
         } = config;
         Self {
             store: Store::new(db),
-            billing: BillingInternalServiceClient::new(mesh_channel(billing.clone(), mesh.clone(), "jobs")),
+            billing: BillingInternalServiceClient::new(mesh_channel(billing.clone(), mesh.clone(), Peer::Jobs)),
             billing_public: BillingServiceClient::new(billing),
-            pipeline: PipelineInternalServiceClient::new(mesh_channel(pipeline, mesh.clone(), "jobs")),
+            pipeline: PipelineInternalServiceClient::new(mesh_channel(pipeline, mesh.clone(), Peer::Jobs)),
             mesh,
             queue,
             media,
@@ -229,7 +230,7 @@ pub async fn serve(
     };
     let public = RequireMesh::any(jobs.mesh.clone());
     // The pipeline workers and webhook-svc move jobs.
-    let internal = RequireMesh::services(jobs.mesh.clone(), &["pipeline", "webhook"]);
+    let internal = RequireMesh::services(jobs.mesh.clone(), &[Peer::Pipeline, Peer::Webhook]);
     let router = cutx_platform::grpc::server()
         .add_service(InterceptedService::new(JobServiceServer::new(jobs.clone()), public.clone()))
         .add_service(InterceptedService::new(ProjectServiceServer::new(jobs.clone()), public))

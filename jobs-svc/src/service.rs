@@ -156,7 +156,7 @@ impl Jobs {
     /// The caller's balance, asked of billing-svc on the caller's behalf.
     async fn balance(&self, caller: cutx_platform::mesh::Caller) -> Result<Credits, Status> {
         let mut request = Request::new(pb::GetBalanceRequest {});
-        self.mesh.attach(&mut request, "jobs", Some(caller.user_id()));
+        self.mesh.attach(&mut request, cutx_platform::mesh::Peer::Jobs, Some(caller.user_id()));
         let answer = self.billing_public.clone().get_balance(request).await;
         credits_from("billing's balance", answer.map_err(|s| from_downstream("billing", s))?.into_inner().balance)
     }

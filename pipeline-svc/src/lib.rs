@@ -18,6 +18,7 @@ use std::time::Duration;
 use cutx_platform::grpc::{RequireMesh, mesh_channel};
 use cutx_platform::media::MediaStore;
 use cutx_platform::mesh::MeshKey;
+use cutx_platform::mesh::Peer;
 use cutx_platform::queue::JobQueue;
 use cutx_proto::pb::job_internal_service_client::JobInternalServiceClient;
 use cutx_proto::pb::pipeline_internal_service_server::PipelineInternalServiceServer;
@@ -65,7 +66,7 @@ pub async fn serve(
     let sources = Sources::new(config.media.clone(), config.http);
     let worker = worker::Worker {
         sources: sources.clone(),
-        jobs: JobInternalServiceClient::new(mesh_channel(config.jobs, config.mesh.clone(), "pipeline")),
+        jobs: JobInternalServiceClient::new(mesh_channel(config.jobs, config.mesh.clone(), Peer::Pipeline)),
         queue: config.queue,
         media: config.media,
         provider: config.provider.clone(),
@@ -77,7 +78,7 @@ pub async fn serve(
     let consumers: Vec<_> = (0..config.workers).map(|_| tokio::spawn(worker.clone().run(stopped.clone()))).collect();
     let sync = PipelineInternalServiceServer::new(sync::SyncRunner { provider: config.provider, sources });
     let router = cutx_platform::grpc::server()
-        .add_service(InterceptedService::new(sync, RequireMesh::services(config.mesh, &["jobs"])));
+        .add_service(InterceptedService::new(sync, RequireMesh::services(config.mesh, &[Peer::Jobs])));
     let served = cutx_platform::grpc::serve(router, listener, shutdown).await;
     let _ = stop.send(true);
     for consumer in consumers {

@@ -16,7 +16,7 @@ use crate::{copywriter, motion, reframe, render, speech};
 /// A job as a provider sees it.
 #[derive(Clone)]
 pub struct ProviderJob {
-    pub job_id: String,
+    pub job_id: cutx_platform::ids::JobId,
     pub input: pb::JobInput,
     /// Reads the pictures and clips a job starts from.
     pub sources: Sources,

@@ -129,10 +129,11 @@ impl ReplicateProvider {
             tokio::time::sleep(self.poll_every).await;
             prediction = self.replicate.get(&prediction.id).await.map_err(provider_error)?;
         }
-        let stored = copy_outputs(&prediction, &job.job_id, &self.http, self.media.as_ref()).await.map_err(|e| {
-            let public = "the provider's output could not be copied";
-            ProviderError::new(e.is_permanent(), public).because(format!("prediction {}: {e}", prediction.id))
-        })?;
+        let stored =
+            copy_outputs(&prediction, &job.job_id.to_string(), &self.http, self.media.as_ref()).await.map_err(|e| {
+                let public = "the provider's output could not be copied";
+                ProviderError::new(e.is_permanent(), public).because(format!("prediction {}: {e}", prediction.id))
+            })?;
         Ok(Produced { stored, ..Produced::default() })
     }
 }

@@ -20,6 +20,7 @@ impl PipelineInternalService for SyncRunner {
     ) -> Result<Response<pb::RunSyncJobResponse>, Status> {
         let pb::RunSyncJobRequest { job_id, input } = request.into_inner();
         let input = input.ok_or_else(|| cutx_platform::error::invalid_field("input", "is required"))?;
+        let job_id = job_id.parse().map_err(|_| cutx_platform::error::invalid_field("job_id", "must be a job id"))?;
         let job = ProviderJob { job_id, input, sources: self.sources.clone() };
         match self.provider.run(&job).await {
             Ok(produced) => Ok(Response::new(pb::RunSyncJobResponse { variants: produced.variants })),

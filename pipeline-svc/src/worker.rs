@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cutx_platform::grpc::MeshChannel;
+use cutx_platform::ids::JobId;
 use cutx_platform::media::MediaStore;
 use cutx_platform::queue::{Delivery, JobQueue};
 use cutx_proto::pb::{self, job_internal_service_client::JobInternalServiceClient};
@@ -72,9 +73,17 @@ impl Worker {
     }
 
     async fn handle(&self, delivery: Delivery) {
-        let job_id = String::from_utf8_lossy(&delivery.payload).into_owned();
+        // The message is a job's id; anything else can never be run.
+        let Some(job_id) = std::str::from_utf8(&delivery.payload).ok().and_then(|p| p.parse::<JobId>().ok()) else {
+            let payload = String::from_utf8_lossy(&delivery.payload).chars().take(80).collect::<String>();
+            tracing::error!(payload = %payload, "a queued message that is not a job id goes to the dead letters");
+            if let Err(e) = delivery.dead_letter("the message is not a job id").await {
+                tracing::error!(error = %e, "settling a delivery");
+            }
+            return;
+        };
         let lease = uuid::Uuid::new_v4().to_string();
-        let outcome = match self.start(&job_id, &lease).await {
+        let outcome = match self.start(job_id, &lease).await {
             // Finished already: the job needs nothing from this message.
             Ok(Start::Ended) => Ok(()),
             // Another delivery holds it. Its own message comes back if its worker dies, so a
@@ -91,14 +100,14 @@ impl Worker {
                 Err(Failure::transient("the worker running it stopped without finishing")
                     .because(format!("delivery {} was the last", delivery.attempt)))
             }
-            Ok(Start::Run(input)) => self.process(&job_id, &lease, input, &delivery).await,
+            Ok(Start::Run(input)) => self.process(job_id, &lease, input, &delivery).await,
             Err(failure) => Err(failure),
         };
         let settled = match outcome {
             Ok(()) => delivery.ack().await,
             Err(failure) if failure.is_permanent() || delivery.is_last_attempt() => {
                 tracing::warn!(job = %job_id, attempt = delivery.attempt, error = %failure.detail(), "job failed");
-                match self.fail(&job_id, &lease, &failure.to_string()).await {
+                match self.fail(job_id, &lease, &failure.to_string()).await {
                     Ok(()) => {}
                     // Another delivery took the job over: it settles the job, not this one.
                     Err(status) if lease_lost(&status) => {
@@ -121,7 +130,7 @@ impl Worker {
             }
             Err(failure) => {
                 // Hand the job back with the message, so the next delivery can lease it.
-                let release = pb::ReleaseJobLeaseRequest { job_id: job_id.clone(), lease_token: lease.clone() };
+                let release = pb::ReleaseJobLeaseRequest { job_id: job_id.to_string(), lease_token: lease.clone() };
                 if let Err(e) = self.jobs.clone().release_job_lease(release).await {
                     // The lease then runs out on its own, before the message comes back.
                     tracing::warn!(job = %job_id, error = %e, "releasing a lease");
@@ -144,7 +153,7 @@ impl Worker {
     }
 
     /// Leases the job to this delivery.
-    async fn start(&self, job_id: &str, lease: &str) -> Result<Start, Failure> {
+    async fn start(&self, job_id: JobId, lease: &str) -> Result<Start, Failure> {
         let request = pb::StartJobRequest {
             job_id: job_id.to_string(),
             worker: self.worker_id.clone(),
@@ -169,7 +178,7 @@ impl Worker {
     }
 
     /// Keeps the queue's claim and the job's lease alive while a job runs.
-    async fn heartbeat(&self, job_id: &str, lease: &str, delivery: &Delivery) {
+    async fn heartbeat(&self, job_id: JobId, lease: &str, delivery: &Delivery) {
         if let Err(e) = delivery.in_progress().await {
             tracing::warn!(job = %job_id, error = %e, "extending a claim");
         }
@@ -188,7 +197,7 @@ impl Worker {
     /// Records that the job is the provider's now; the message is done with. jobs-svc is asked a
     /// few times before giving up, because giving up means withdrawing a prediction that was
     /// made and trying the whole delivery again.
-    async fn hand_over(&self, job_id: &str, lease: &str, submission: Submission) -> Result<(), Failure> {
+    async fn hand_over(&self, job_id: JobId, lease: &str, submission: Submission) -> Result<(), Failure> {
         let request = pb::SubmitJobRequest {
             job_id: job_id.to_string(),
             lease_token: lease.to_string(),
@@ -221,7 +230,7 @@ impl Worker {
         Err(Failure::transient("the job could not be handed to the provider").because(status))
     }
 
-    async fn fail(&self, job_id: &str, lease: &str, error: &str) -> Result<(), tonic::Status> {
+    async fn fail(&self, job_id: JobId, lease: &str, error: &str) -> Result<(), tonic::Status> {
         let request = pb::FailJobRequest {
             job_id: job_id.to_string(),
             error: error.to_string(),
@@ -233,12 +242,12 @@ impl Worker {
 
     async fn process(
         &self,
-        job_id: &str,
+        job_id: JobId,
         lease: &str,
         input: pb::JobInput,
         delivery: &Delivery,
     ) -> Result<(), Failure> {
-        let job = ProviderJob { job_id: job_id.to_string(), input, sources: self.sources.clone() };
+        let job = ProviderJob { job_id, input, sources: self.sources.clone() };
         let dispatched = {
             let run = self.provider.dispatch(&job);
             tokio::pin!(run);

@@ -12,7 +12,7 @@ use tonic::{Request, Status};
 
 use tower::layer::util::{Identity, Stack};
 
-use crate::mesh::MeshKey;
+use crate::mesh::{MeshKey, Peer};
 use crate::request_id::ScopeLayer;
 
 /// Binds a listener; `addr` may have port 0.
@@ -58,11 +58,11 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
 #[derive(Clone)]
 pub struct MeshInterceptor {
     key: MeshKey,
-    service: &'static str,
+    service: Peer,
 }
 
 impl MeshInterceptor {
-    pub fn new(key: MeshKey, service: &'static str) -> Self {
+    pub fn new(key: MeshKey, service: Peer) -> Self {
         Self { key, service }
     }
 }
@@ -77,7 +77,7 @@ impl Interceptor for MeshInterceptor {
 /// A channel whose calls carry this service's mesh token.
 pub type MeshChannel = tonic::service::interceptor::InterceptedService<Channel, MeshInterceptor>;
 
-pub fn mesh_channel(channel: Channel, key: MeshKey, service: &'static str) -> MeshChannel {
+pub fn mesh_channel(channel: Channel, key: MeshKey, service: Peer) -> MeshChannel {
     tonic::service::interceptor::InterceptedService::new(channel, MeshInterceptor::new(key, service))
 }
 
@@ -87,7 +87,7 @@ pub fn mesh_channel(channel: Channel, key: MeshKey, service: &'static str) -> Me
 #[derive(Clone)]
 pub struct RequireMesh {
     key: MeshKey,
-    only: Option<&'static [&'static str]>,
+    only: Option<&'static [Peer]>,
 }
 
 impl RequireMesh {
@@ -97,7 +97,7 @@ impl RequireMesh {
     }
 
     /// For an internal service called by `services` only.
-    pub fn services(key: MeshKey, services: &'static [&'static str]) -> Self {
+    pub fn services(key: MeshKey, services: &'static [Peer]) -> Self {
         Self { key, only: Some(services) }
     }
 }
@@ -106,7 +106,7 @@ impl Interceptor for RequireMesh {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let identity = self.key.identify(request.metadata())?;
         if let Some(allowed) = self.only
-            && (identity.user.is_some() || !allowed.contains(&identity.service.as_str()))
+            && (identity.user.is_some() || !allowed.iter().any(|p| p.as_str() == identity.service))
         {
             return Err(Status::permission_denied(format!("{} may not call this service", identity.service)));
         }
@@ -123,22 +123,22 @@ mod tests {
     #[test]
     fn internal_services_take_only_the_services_they_name_calling_as_themselves() {
         let key = MeshKey::new(&Secret::new("mesh-secret".into()));
-        let call = |guard: &mut RequireMesh, service: Option<&str>, user: Option<UserId>| {
+        let call = |guard: &mut RequireMesh, service: Option<Peer>, user: Option<UserId>| {
             let mut request = Request::new(());
             if let Some(service) = service {
                 key.attach(&mut request, service, user);
             }
             guard.call(request).map(|_| ()).map_err(|s| s.code())
         };
-        let mut internal = RequireMesh::services(key.clone(), &["jobs", "pipeline"]);
+        let mut internal = RequireMesh::services(key.clone(), &[Peer::Jobs, Peer::Pipeline]);
         let mut public = RequireMesh::any(key.clone());
         let user = Some(UserId::new());
         let table = [
-            (Some("jobs"), None, Ok(()), Ok(())),
-            (Some("pipeline"), None, Ok(()), Ok(())),
-            (Some("gateway"), None, Err(tonic::Code::PermissionDenied), Ok(())),
-            (Some("gateway"), user, Err(tonic::Code::PermissionDenied), Ok(())),
-            (Some("jobs"), user, Err(tonic::Code::PermissionDenied), Ok(())),
+            (Some(Peer::Jobs), None, Ok(()), Ok(())),
+            (Some(Peer::Pipeline), None, Ok(()), Ok(())),
+            (Some(Peer::Gateway), None, Err(tonic::Code::PermissionDenied), Ok(())),
+            (Some(Peer::Gateway), user, Err(tonic::Code::PermissionDenied), Ok(())),
+            (Some(Peer::Jobs), user, Err(tonic::Code::PermissionDenied), Ok(())),
             (None, None, Err(tonic::Code::Unauthenticated), Err(tonic::Code::Unauthenticated)),
         ];
         for (service, user, internal_wants, public_wants) in table {

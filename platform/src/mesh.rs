@@ -101,14 +101,38 @@ impl MeshKey {
     }
 
     /// Adds a token naming `service` (and acting for `user`, if any) to an outgoing request.
-    pub fn attach<T>(&self, request: &mut Request<T>, service: &str, user: Option<UserId>) {
-        let token = self.mint(&MeshIdentity { service: service.into(), user });
+    pub fn attach<T>(&self, request: &mut Request<T>, service: Peer, user: Option<UserId>) {
+        let token = self.mint(&MeshIdentity { service: service.as_str().into(), user });
         let value = token.parse().expect("a JWT is valid ASCII metadata");
         request.metadata_mut().insert(MESH_HEADER, value);
         // The request this call is made for, if any, so the next service logs under its id.
         if let Some(id) = crate::request_id::RequestId::current() {
             let id = id.as_str().parse().expect("an id is letters, digits, - and _");
             request.metadata_mut().insert(crate::request_id::HEADER, id);
+        }
+    }
+}
+
+/// The services of the mesh, as their tokens name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peer {
+    Gateway,
+    Auth,
+    Jobs,
+    Billing,
+    Pipeline,
+    Webhook,
+}
+
+impl Peer {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::Auth => "auth",
+            Self::Jobs => "jobs",
+            Self::Billing => "billing",
+            Self::Pipeline => "pipeline",
+            Self::Webhook => "webhook",
         }
     }
 }
@@ -165,7 +189,7 @@ mod tests {
     fn a_service_token_without_a_user_is_not_a_caller() {
         let k = key("k");
         let mut req = Request::new(());
-        k.attach(&mut req, "pipeline", None);
+        k.attach(&mut req, Peer::Pipeline, None);
         assert!(k.identify(req.metadata()).is_ok());
         assert_eq!(k.caller(&req).unwrap_err().code(), tonic::Code::Unauthenticated);
     }

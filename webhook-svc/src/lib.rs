@@ -44,7 +44,7 @@ pub fn router(config: WebhookConfig) -> axum::Router {
     let WebhookConfig { db, mesh, jobs, media, http, replicate, replicate_secret, answer_within } = config;
     let state = replicate::State {
         claims: claims::Claims::new(db),
-        jobs: JobInternalServiceClient::new(mesh_channel(jobs, mesh, "webhook")),
+        jobs: JobInternalServiceClient::new(mesh_channel(jobs, mesh, cutx_platform::mesh::Peer::Webhook)),
         media,
         http,
         secret: Arc::new(replicate::SigningSecret::new(replicate, replicate_secret)),

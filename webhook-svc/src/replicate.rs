@@ -18,6 +18,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use cutx_platform::fetch::GuardedClient;
 use cutx_platform::grpc::MeshChannel;
+use cutx_platform::ids::JobId;
 use cutx_platform::media::MediaStore;
 use cutx_platform::secret::Secret;
 use cutx_proto::pb::{self, job_internal_service_client::JobInternalServiceClient};
@@ -83,25 +84,26 @@ impl SigningSecret {
 }
 
 /// Why a callback was not taken, as the sender is told.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum Refusal {
+    #[error("the webhook signature is missing, stale or wrong")]
     Signature,
+    #[error("webhooks cannot be verified yet")]
     NoSecret,
+    #[error("{0}")]
     BadRequest(&'static str),
+    #[error("try again later")]
     Busy,
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let (status, error, message) = match self {
-            Self::Signature => {
-                (StatusCode::UNAUTHORIZED, "unauthenticated", "the webhook signature is missing, stale or wrong")
-            }
-            Self::NoSecret => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "webhooks cannot be verified yet"),
-            Self::BadRequest(why) => (StatusCode::BAD_REQUEST, "invalid_argument", why),
-            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again later"),
+        let (status, error) = match self {
+            Self::Signature => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::NoSecret | Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
         };
-        let body = serde_json::json!({ "error": error, "message": message, "code": status.as_u16() });
+        let body = serde_json::json!({ "error": error, "message": self.to_string(), "code": status.as_u16() });
         (status, axum::Json(body)).into_response()
     }
 }
@@ -122,13 +124,15 @@ async fn receive(
     if webhook_id.is_empty() || webhook_id.len() > claims::MAX_WEBHOOK_ID {
         return Err(Refusal::BadRequest("webhook-id must be 1 to 256 characters"));
     }
-    let job_id = target.job.filter(|j| j.parse::<cutx_platform::ids::JobId>().is_ok());
-    let job_id = job_id.ok_or(Refusal::BadRequest("the job query parameter must be a job id"))?;
+    let job_id: JobId = target
+        .job
+        .and_then(|j| j.parse().ok())
+        .ok_or(Refusal::BadRequest("the job query parameter must be a job id"))?;
     let prediction: Prediction =
         serde_json::from_slice(&body).map_err(|_| Refusal::BadRequest("the body is not a prediction"))?;
     // Claimed per job: the job in the URL is not signed, so a genuine body replayed at another
     // job's URL must not use up the id its real delivery needs.
-    let webhook_id = claims::claim_id(&job_id, &webhook_id);
+    let webhook_id = claims::claim_id(&job_id.to_string(), &webhook_id);
     match state.claims.claim("replicate", &webhook_id).await {
         Ok(claims::Claim::Taken) => {}
         Ok(claims::Claim::Done) => return Ok((StatusCode::OK, "duplicate").into_response()),
@@ -143,7 +147,7 @@ async fn receive(
         let state = state.clone();
         let webhook_id = webhook_id.clone();
         async move {
-            let outcome = act(&state, &job_id, &prediction).await;
+            let outcome = act(&state, job_id, &prediction).await;
             let settled = match &outcome {
                 Ok(()) => state.claims.done(&webhook_id).await,
                 Err(_) => state.claims.release(&webhook_id).await,
@@ -170,6 +174,8 @@ async fn receive(
 }
 
 /// Acting on a callback failed for a reason that may pass: the sender should try again.
+#[derive(Debug, thiserror::Error)]
+#[error("acting on the callback failed; the sender should try again")]
 struct Retry;
 
 /// Whether jobs-svc's refusal means the callback is not about this job's prediction (a stray
@@ -179,7 +185,7 @@ fn not_ours(status: &tonic::Status) -> bool {
         || cutx_platform::error::reason_of(status).as_deref() == Some(cutx_platform::error::REASON_LEASE_LOST)
 }
 
-fn settled<T>(job_id: &str, call: &str, result: Result<T, tonic::Status>) -> Result<(), Retry> {
+fn settled<T>(job_id: JobId, call: &str, result: Result<T, tonic::Status>) -> Result<(), Retry> {
     match result {
         Ok(_) => Ok(()),
         Err(status) if not_ours(&status) => {
@@ -198,7 +204,7 @@ fn settled<T>(job_id: &str, call: &str, result: Result<T, tonic::Status>) -> Res
     }
 }
 
-async fn act(state: &State, job_id: &str, prediction: &Prediction) -> Result<(), Retry> {
+async fn act(state: &State, job_id: JobId, prediction: &Prediction) -> Result<(), Retry> {
     let mut jobs = state.jobs.clone();
     match Verdict::of(prediction) {
         Verdict::Running(progress) => {
@@ -223,30 +229,32 @@ async fn act(state: &State, job_id: &str, prediction: &Prediction) -> Result<(),
             };
             settled(job_id, "FailJob", jobs.fail_job(request).await)
         }
-        Verdict::Succeeded => match copy_outputs(prediction, job_id, &state.http, state.media.as_ref()).await {
-            Ok(outputs) => {
-                let request = pb::CompleteJobRequest {
-                    job_id: job_id.to_string(),
-                    outputs,
-                    lease_token: String::new(),
-                    prediction_id: prediction.id.clone(),
-                };
-                settled(job_id, "CompleteJob", jobs.complete_job(request).await)
+        Verdict::Succeeded => {
+            match copy_outputs(prediction, &job_id.to_string(), &state.http, state.media.as_ref()).await {
+                Ok(outputs) => {
+                    let request = pb::CompleteJobRequest {
+                        job_id: job_id.to_string(),
+                        outputs,
+                        lease_token: String::new(),
+                        prediction_id: prediction.id.clone(),
+                    };
+                    settled(job_id, "CompleteJob", jobs.complete_job(request).await)
+                }
+                Err(e) if e.is_permanent() => {
+                    tracing::warn!(job = %job_id, error = %e, "a prediction's output cannot be copied");
+                    let request = pb::FailJobRequest {
+                        job_id: job_id.to_string(),
+                        error: "the provider's output could not be copied; credits refunded".into(),
+                        lease_token: String::new(),
+                        prediction_id: prediction.id.clone(),
+                    };
+                    settled(job_id, "FailJob", jobs.fail_job(request).await)
+                }
+                Err(e) => {
+                    tracing::warn!(job = %job_id, error = %e, "copying a prediction's outputs; the sender will retry");
+                    Err(Retry)
+                }
             }
-            Err(e) if e.is_permanent() => {
-                tracing::warn!(job = %job_id, error = %e, "a prediction's output cannot be copied");
-                let request = pb::FailJobRequest {
-                    job_id: job_id.to_string(),
-                    error: "the provider's output could not be copied; credits refunded".into(),
-                    lease_token: String::new(),
-                    prediction_id: prediction.id.clone(),
-                };
-                settled(job_id, "FailJob", jobs.fail_job(request).await)
-            }
-            Err(e) => {
-                tracing::warn!(job = %job_id, error = %e, "copying a prediction's outputs; the sender will retry");
-                Err(Retry)
-            }
-        },
+        }
     }
 }

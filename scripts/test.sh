@@ -39,6 +39,24 @@ cargo build --workspace --all-targets
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# Every process this run starts (servers, test binaries, the cutx processes and nats-servers the
+# tests spawn) inherits this, so at the end the script can tell whether any of them is left.
+CUTX_TEST_RUN_ID="$(python3 -c 'import uuid; print(uuid.uuid4().hex)')"
+export CUTX_TEST_RUN_ID
+
+# Pids of this run's processes still alive (zombies have exited), the script itself aside.
+leftovers() {
+  local proc pid
+  for proc in /proc/[0-9]*; do
+    pid="${proc#/proc/}"
+    [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ] && continue
+    [ "$(awk '{print $3}' "$proc/stat" 2>/dev/null)" = Z ] && continue
+    if { tr '\0' '\n' <"$proc/environ"; } 2>/dev/null | grep -qx "CUTX_TEST_RUN_ID=$CUTX_TEST_RUN_ID"; then
+      echo "$pid"
+    fi
+  done
+}
+
 step "starting PostgreSQL, NATS and SeaweedFS on loopback (scripts/infra.sh)"
 infra_dir="$(mktemp -d /tmp/cutx-infra.XXXXXX)"
 # Stopped whatever happens next, a failing test or a SIGTERM included (bash runs no EXIT trap
@@ -51,6 +69,19 @@ cleanup() {
     rm -rf "$infra_dir"
   else
     echo "test.sh: a server started by scripts/infra.sh is still running (see $infra_dir)" >&2
+    rc=1
+  fi
+  # What the tests started themselves is killed as they end; give it 15 s to be gone.
+  local left=""
+  for _ in $(seq 1 75); do
+    left="$(leftovers)"
+    [ -z "$left" ] && break
+    sleep 0.2
+  done
+  if [ -n "$left" ]; then
+    echo "test.sh: processes of this run are still running:" >&2
+    # shellcheck disable=SC2086
+    ps -o pid,ppid,etime,cmd -p $(echo $left | tr ' ' ',') >&2 || true
     rc=1
   fi
   exit "$rc"

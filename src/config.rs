@@ -113,8 +113,9 @@ pub struct QueueArgs {
 
 impl QueueArgs {
     pub fn visibility(&self) -> anyhow::Result<Duration> {
-        if self.queue_visibility_secs == 0 {
-            bail!("CUTX_QUEUE_VISIBILITY_SECS must be at least 1");
+        // A pipeline leases a job for half of it, and a lease is at most an hour.
+        if !(2..=7200).contains(&self.queue_visibility_secs) {
+            bail!("CUTX_QUEUE_VISIBILITY_SECS must be 2 to 7200 (it is {})", self.queue_visibility_secs);
         }
         Ok(Duration::from_secs(self.queue_visibility_secs))
     }

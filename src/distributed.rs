@@ -63,6 +63,17 @@ async fn queue(args: &QueueArgs, db: Option<&sea_orm::DatabaseConnection>) -> an
     }
 }
 
+/// How long a media URL works: at least a second, and on S3 at most the 7 days a presigned URL
+/// can live (past that every signing would fail, so the process refuses to start).
+fn media_url_ttl(secs: u64, media: &MediaArgs) -> anyhow::Result<Duration> {
+    const S3_MAX: u64 = 7 * 24 * 3600;
+    let secs = at_least(secs, 1, "CUTX_MEDIA_URL_TTL_SECS")?;
+    if media.media == MediaBackend::S3 && secs > S3_MAX {
+        bail!("CUTX_MEDIA_URL_TTL_SECS must be at most {S3_MAX} (7 days) with S3 media (it is {secs})");
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 fn local_signer(args: &MediaArgs) -> anyhow::Result<UrlSigner> {
     let secret = args.media_secret.as_ref().context("CUTX_MEDIA_SECRET is required for local media")?;
     if secret.expose().len() < 16 {
@@ -311,10 +322,10 @@ pub async fn jobs(args: JobsArgs, shutdown: impl Future<Output = ()> + Send) -> 
         queue: queue(&args.queue, Some(&db)).await?,
         media: media(&args.media).await?,
         prices,
-        url_ttl: Duration::from_secs(at_least(args.media_url_ttl_secs, 1, "CUTX_MEDIA_URL_TTL_SECS")?),
+        url_ttl: media_url_ttl(args.media_url_ttl_secs, &args.media)?,
         housekeeping: jobs_svc::Housekeeping {
             every: Duration::from_secs(at_least(args.housekeeping_every_secs, 1, "CUTX_HOUSEKEEPING_EVERY_SECS")?),
-            relay_age: Duration::from_secs(args.relay_age_secs),
+            relay_age: Duration::from_secs(at_least(args.relay_age_secs, 1, "CUTX_RELAY_AGE_SECS")?),
             sweep_age: Duration::from_secs(args.sweep_age_secs),
         },
         remote: outside.remote(),

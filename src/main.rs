@@ -86,7 +86,8 @@ async fn main() -> anyhow::Result<()> {
             deadlines,
         } => {
             let mut options = DevOptions::new(listen, data_dir.clone());
-            options.public_url = public_url;
+            options.public_url =
+                public_url.as_deref().map(|u| cutx::config::service_url(u, "CUTX_PUBLIC_URL")).transpose()?;
             options.workers = cutx::config::at_least(workers, 1, "CUTX_WORKERS")?;
             options.outside = cutx::remote::Outside::build(&fetch, &replicate)?;
             options.webhooks = replicate_webhooks;

@@ -79,6 +79,9 @@ impl AuthService for Auth {
             .map_err(|e| internal("redeeming a magic link", e))?
             .ok_or_else(|| Status::unauthenticated("this sign-in link is invalid, used or expired"))?;
         let user = self.store.user_for_email(&email).await.map_err(|e| internal("creating a user", e))?;
+        if user.status == crate::user::UserStatus::Suspended {
+            return Err(Status::permission_denied("this account is suspended"));
+        }
         let user_id = user.id.parse().map_err(|e| internal("stored user id", e))?;
         // Idempotent by key, so a retry after a failed grant gives the free credits once.
         let mut grant = Request::new(pb::GrantRequest {

@@ -7,8 +7,8 @@ use cutx_platform::mesh::Caller;
 use cutx_platform::session::Session;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, Iterable, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, Iterable,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use sha2::{Digest, Sha256};
 
@@ -54,7 +54,7 @@ impl Store {
     }
 
     /// Stores a link for `email` unless one was made in the last minute; returns whether it did.
-    pub async fn create_link(&self, email: &Email, token: &str) -> Result<bool, DbErr> {
+    pub async fn create_link(&self, email: &Email, token: &str) -> Result<bool, StoreError> {
         let now = now_millis();
         let recent = magic_link::Entity::find()
             .filter(magic_link::Column::Email.eq(email.as_str()))
@@ -76,7 +76,7 @@ impl Store {
     }
 
     /// Uses up a link; the address it was for, if it was valid, unused and unexpired.
-    pub async fn redeem_link(&self, token: &str) -> Result<Option<String>, DbErr> {
+    pub async fn redeem_link(&self, token: &str) -> Result<Option<String>, StoreError> {
         let now = now_millis();
         let hash = hash_token(token);
         let used = magic_link::Entity::update_many()
@@ -106,23 +106,27 @@ impl Store {
             .exec_without_returning(&self.db)
             .await?;
         let found = user::Entity::find().filter(user::Column::Email.eq(email)).one(&self.db).await;
-        self.named(found).await?.ok_or_else(|| DbErr::RecordNotFound("the user just stored".into()).into())
+        self.named(found, user::Column::Email.eq(email).into())
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("the user just stored".into()).into())
     }
 
     pub async fn me(&self, caller: Caller) -> Result<Option<user::Model>, StoreError> {
         let found = user::Entity::find_by_id(caller.user_id().to_string()).one(&self.db).await;
-        self.named(found).await
+        self.named(found, user::Column::Id.eq(caller.user_id().to_string()).into()).await
     }
 
     /// A read's answer. A stored role or status that no enum of ours knows fails the whole read
-    /// with an error naming only the enum, so the row holding one is looked up and named.
-    async fn named<T>(&self, answer: Result<T, DbErr>) -> Result<T, StoreError> {
+    /// with an error naming only the enum, so the row holding one, among those `scope` picks, is
+    /// looked up and named.
+    async fn named<T>(&self, answer: Result<T, DbErr>, scope: Condition) -> Result<T, StoreError> {
         let Err(DbErr::Type(what)) = answer else { return Ok(answer?) };
         let roles: Vec<String> = Role::iter().map(|r| r.to_value()).collect();
         let statuses: Vec<String> = UserStatus::iter().map(|s| s.to_value()).collect();
         let corrupt: Result<Option<(String, String, String)>, DbErr> = user::Entity::find()
             .select_only()
             .columns([user::Column::Id, user::Column::Role, user::Column::Status])
+            .filter(scope)
             .filter(user::Column::Role.is_not_in(roles.clone()).or(user::Column::Status.is_not_in(statuses)))
             .into_tuple()
             .one(&self.db)
@@ -141,7 +145,7 @@ impl Store {
     }
 
     /// Ends a session: its token is refused from now on. Ending it twice changes nothing.
-    pub async fn revoke(&self, session: &Session) -> Result<(), DbErr> {
+    pub async fn revoke(&self, session: &Session) -> Result<(), StoreError> {
         let row = revoked_session::ActiveModel {
             session_id: Set(session.session_id.clone()),
             user_id: Set(session.user_id.to_string()),
@@ -156,14 +160,14 @@ impl Store {
     }
 
     /// Sessions revoked at or after `after` (millis) that have not expired, oldest first.
-    pub async fn revoked_since(&self, after: i64, limit: u64) -> Result<Vec<revoked_session::Model>, DbErr> {
-        revoked_session::Entity::find()
+    pub async fn revoked_since(&self, after: i64, limit: u64) -> Result<Vec<revoked_session::Model>, StoreError> {
+        Ok(revoked_session::Entity::find()
             .filter(revoked_session::Column::RevokedAt.gte(after))
             .filter(revoked_session::Column::ExpiresAt.gt(now_millis()))
             .order_by_asc(revoked_session::Column::RevokedAt)
             .limit(limit)
             .all(&self.db)
-            .await
+            .await?)
     }
 }
 

@@ -23,6 +23,9 @@ impl From<StoreError> for Status {
             StoreError::InsufficientCredits { needed, balance } => insufficient_credits(needed, balance),
             StoreError::Db(e) => internal("billing store", e),
             e @ StoreError::Corrupt { .. } => internal("billing store", e),
+            e @ StoreError::Overflow { .. } => {
+                cutx_platform::error::with_reason(tonic::Code::FailedPrecondition, e.to_string(), "CREDITS_OVERFLOW")
+            }
         }
     }
 }
@@ -59,15 +62,19 @@ impl BillingService for Billing {
         let next_page_token = page.next_token(rows.iter().map(|r| r.id.as_str()));
         let entries = rows
             .into_iter()
-            .map(|r| pb::LedgerEntry {
-                r#type: r.entry_type.to_pb() as i32,
-                id: r.id,
-                amount: r.amount,
-                balance_after: r.balance_after,
-                reference: r.reference,
-                created_at: Some(cutx_platform::clock::to_timestamp(r.created_at)),
+            .map(|r| {
+                let balance_after = Credits::new(r.balance_after)
+                    .map_err(|e| internal("billing store", format!("ledger entry {}: balance_after: {e}", r.id)))?;
+                Ok(pb::LedgerEntry {
+                    r#type: r.entry_type.to_pb() as i32,
+                    id: r.id,
+                    amount: r.amount,
+                    balance_after: balance_after.get(),
+                    reference: r.reference,
+                    created_at: Some(cutx_platform::clock::to_timestamp(r.created_at)),
+                })
             })
-            .collect();
+            .collect::<Result<_, Status>>()?;
         Ok(Response::new(pb::ListLedgerResponse { entries, next_page_token }))
     }
 }

@@ -12,8 +12,8 @@ use cutx_platform::mesh::Caller;
 use cutx_platform::paging::Page;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, Iterable,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    Iterable, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::entity::{balance, ledger};
@@ -23,6 +23,8 @@ use crate::entry::EntryType;
 pub enum StoreError {
     #[error("insufficient credits: {needed} needed, {balance} available")]
     InsufficientCredits { needed: Credits, balance: Credits },
+    #[error("the balance cannot hold {adding} more credits")]
+    Overflow { adding: Credits },
     #[error("database: {0}")]
     Db(#[from] DbErr),
     /// A stored entry holds a word no enum of ours knows (sea-orm's own error names only the
@@ -83,18 +85,21 @@ impl Store {
             query = query.filter(ledger::Column::Id.lt(before));
         }
         let rows = query.order_by_desc(ledger::Column::Id).offset(page.offset).limit(page.limit).all(&self.db).await;
-        self.named(rows.map_err(StoreError::from)).await
+        let scope = ledger::Column::UserId.eq(caller.user_id().to_string()).into();
+        self.named(rows.map_err(StoreError::from), scope).await
     }
 
     /// An answer, with a stored word that no enum of ours knows named by its row: sea-orm fails
-    /// the whole read with an error naming only the enum, so the rows holding one are looked up.
-    async fn named<T>(&self, answer: Result<T, StoreError>) -> Result<T, StoreError> {
+    /// the whole read with an error naming only the enum, so the row holding one, among those
+    /// `scope` picks (the rows the read was after), is looked up.
+    async fn named<T>(&self, answer: Result<T, StoreError>, scope: Condition) -> Result<T, StoreError> {
         match answer {
             Err(StoreError::Db(DbErr::Type(what))) => {
                 let known: Vec<String> = EntryType::iter().map(|t| t.to_value()).collect();
                 let corrupt: Result<Option<(String, String)>, DbErr> = ledger::Entity::find()
                     .select_only()
                     .columns([ledger::Column::Id, ledger::Column::EntryType])
+                    .filter(scope)
                     .filter(ledger::Column::EntryType.is_not_in(known))
                     .into_tuple()
                     .one(&self.db)
@@ -148,7 +153,7 @@ impl Store {
             }
             other => other,
         };
-        self.named(answer).await
+        self.named(answer, ledger::Column::IdempotencyKey.is_in([key, debit_key]).into()).await
     }
 
     async fn refund_once(
@@ -197,7 +202,7 @@ impl Store {
             }
             other => other,
         };
-        self.named(answer).await
+        self.named(answer, ledger::Column::IdempotencyKey.eq(m.key).into()).await
     }
 
     async fn apply_once(&self, m: &Movement<'_>) -> Result<Applied, StoreError> {
@@ -230,6 +235,9 @@ async fn apply_in(txn: &DatabaseTransaction, m: &Movement<'_>) -> Result<Applied
     let amount = m.amount.get();
     // The ledger's amounts are signed: what a deduction takes is negative.
     let signed = if m.entry_type == EntryType::Deduction { -amount } else { amount };
+    // What a count may hold before adding this would pass the largest count: refused below, never
+    // wrapped (nor, on SQLite, turned into a float).
+    let room = Credits::MAX.checked_sub(m.amount).map(Credits::get).unwrap_or(0);
     let mut update = balance::Entity::update_many()
         .col_expr(balance::Column::Balance, Expr::col(balance::Column::Balance).add(signed))
         .col_expr(balance::Column::UpdatedAt, Expr::value(now_millis()))
@@ -238,16 +246,27 @@ async fn apply_in(txn: &DatabaseTransaction, m: &Movement<'_>) -> Result<Applied
         EntryType::Deduction => {
             update = update
                 .col_expr(balance::Column::LifetimeUsed, used.add(amount))
-                .filter(balance::Column::Balance.gte(amount));
+                .filter(balance::Column::Balance.gte(amount))
+                .filter(balance::Column::LifetimeUsed.lte(room));
         }
-        EntryType::Refund => update = update.col_expr(balance::Column::LifetimeUsed, used.sub(amount)),
+        EntryType::Refund => {
+            update = update
+                .col_expr(balance::Column::LifetimeUsed, used.sub(amount))
+                .filter(balance::Column::Balance.lte(room))
+        }
         EntryType::Purchase | EntryType::Subscription => {
-            update = update.col_expr(balance::Column::LifetimePurchased, purchased.add(amount))
+            update = update
+                .col_expr(balance::Column::LifetimePurchased, purchased.add(amount))
+                .filter(balance::Column::Balance.lte(room))
+                .filter(balance::Column::LifetimePurchased.lte(room))
         }
         // Given, not bought: only the balance moves.
-        EntryType::Bonus | EntryType::FreeTier => {}
+        EntryType::Bonus | EntryType::FreeTier => update = update.filter(balance::Column::Balance.lte(room)),
     }
     if update.exec(txn).await?.rows_affected != 1 {
+        if m.entry_type != EntryType::Deduction {
+            return Err(StoreError::Overflow { adding: m.amount });
+        }
         let balance = current_balance(txn, m.user).await?;
         return Err(StoreError::InsufficientCredits { needed: m.amount, balance });
     }
@@ -310,6 +329,6 @@ fn stored(row: &str, column: &str, n: i64) -> Result<Credits, StoreError> {
 
 /// How many credits a ledger entry moved, whichever way.
 fn moved(entry: &ledger::Model) -> Result<Credits, StoreError> {
-    let amount = entry.amount.checked_abs().unwrap_or(i64::MAX);
+    let amount = entry.amount.checked_abs().unwrap_or(-1);
     stored(&entry.id, "amount", amount)
 }

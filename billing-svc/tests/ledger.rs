@@ -247,3 +247,43 @@ fn on_postgresql_concurrent_debits_refunds_and_replays_keep_every_balance_exact(
         );
     });
 }
+
+#[test]
+fn a_grant_that_would_pass_the_largest_count_is_refused_and_changes_nothing() {
+    rt().block_on(async {
+        let (s, _dir) = store().await;
+        let u = UserId::new();
+        s.grant(u, Credits::MAX, EntryType::Bonus, "all", "").await.unwrap();
+        let err = s.grant(u, c(1), EntryType::Bonus, "one more", "").await.unwrap_err();
+        assert!(matches!(err, StoreError::Overflow { adding } if adding == c(1)), "{err:?}");
+        assert_eq!(s.balance(Caller::for_tests(u)).await.unwrap().balance, Credits::MAX);
+        assert_eq!(s.ledger(Caller::for_tests(u), &page(10)).await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn a_ledger_entry_with_an_unknown_type_is_an_error_naming_its_row_and_only_its_owner_sees_it() {
+    use sea_orm::ConnectionTrait;
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let url = cutx_platform::db::sqlite_url(&dir.path().join("t.db"));
+        let db = cutx_platform::db::connect(&url, 4).await.unwrap();
+        cutx_migrations::migrate(&db).await.unwrap();
+        let s = Store::new(db.clone());
+        let (alice, bob) = (UserId::new(), UserId::new());
+        s.grant(alice, c(5), EntryType::Bonus, "a", "").await.unwrap();
+        s.grant(bob, c(5), EntryType::Bonus, "b", "").await.unwrap();
+        db.execute_unprepared(&format!("UPDATE credit_ledger SET entry_type = 'gift' WHERE user_id = '{bob}'"))
+            .await
+            .unwrap();
+        let row: String = s.ledger(Caller::for_tests(alice), &page(10)).await.unwrap()[0].id.clone();
+        assert!(!row.is_empty(), "alice's ledger reads as before");
+        match s.ledger(Caller::for_tests(bob), &page(10)).await.unwrap_err() {
+            StoreError::Corrupt { row, what } => {
+                assert_eq!(what, "unknown entry type \"gift\"");
+                assert_ne!(row, "", "the row is named");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    });
+}

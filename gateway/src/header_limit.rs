@@ -106,7 +106,7 @@ mod tests {
         let backends_limit = 16 * 1024;
         let mesh = cutx_platform::mesh::MeshKey::new(&cutx_platform::secret::Secret::new("k".into()));
         let identity = cutx_platform::mesh::MeshIdentity {
-            service: crate::identity::GATEWAY_SERVICE.into(),
+            service: cutx_platform::mesh::Peer::Gateway,
             user: Some(cutx_platform::ids::UserId::new()),
         };
         let token = mesh.mint(&identity);

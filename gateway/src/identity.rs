@@ -16,9 +16,6 @@ use parking_lot::RwLock;
 
 use http::{HeaderMap, HeaderValue};
 
-/// The service name the gateway's mesh tokens carry.
-pub const GATEWAY_SERVICE: &str = cutx_platform::mesh::Peer::Gateway.as_str();
-
 #[derive(Clone, Debug)]
 pub struct IdentityMinter {
     sessions: SessionKey,
@@ -59,7 +56,7 @@ impl IdentityMinter {
 
     /// The mesh token value for a call made on behalf of `user`.
     pub fn mesh_value(&self, user: Option<UserId>) -> HeaderValue {
-        let token = self.mesh.mint(&MeshIdentity { service: GATEWAY_SERVICE.into(), user });
+        let token = self.mesh.mint(&MeshIdentity { service: cutx_platform::mesh::Peer::Gateway, user });
         HeaderValue::try_from(token).expect("a JWT is valid header text")
     }
 
@@ -86,14 +83,15 @@ mod tests {
     #[test]
     fn a_client_sent_mesh_token_is_replaced_by_an_anonymous_one() {
         let (minter, _, mesh) = minter();
-        let forged = mesh.mint(&MeshIdentity { service: "gateway".into(), user: Some(UserId::new()) });
+        let forged =
+            mesh.mint(&MeshIdentity { service: cutx_platform::mesh::Peer::Gateway, user: Some(UserId::new()) });
         let mut headers = HeaderMap::new();
         headers.append(MESH_HEADER, forged.parse().unwrap());
         headers.append(MESH_HEADER, "second".parse().unwrap());
         minter.stamp(&mut headers);
         assert_eq!(headers.get_all(MESH_HEADER).iter().count(), 1);
         let identity = mesh.verify(headers[MESH_HEADER].to_str().unwrap()).unwrap();
-        assert_eq!(identity, MeshIdentity { service: "gateway".into(), user: None });
+        assert_eq!(identity, MeshIdentity { service: cutx_platform::mesh::Peer::Gateway, user: None });
     }
 
     #[test]

@@ -229,7 +229,7 @@ async fn a_signed_in_rest_call_reaches_the_backend_as_the_user_and_keeps_default
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body, serde_json::json!({ "balance": 42, "lifetime_purchased": 0, "lifetime_used": 0 }));
     let seen = mesh.seen.lock().unwrap().clone();
-    assert_eq!(seen, [MeshIdentity { service: "gateway".into(), user: Some(user) }]);
+    assert_eq!(seen, [MeshIdentity { service: cutx_platform::mesh::Peer::Gateway, user: Some(user) }]);
 }
 
 #[tokio::test]
@@ -327,7 +327,7 @@ async fn grpc_calls_pass_through_with_the_callers_identity() {
 
     // A forged mesh token without a session is dropped: the call is anonymous.
     let forged = MeshKey::new(&Secret::new("mesh-secret".into()))
-        .mint(&MeshIdentity { service: "gateway".into(), user: Some(user) });
+        .mint(&MeshIdentity { service: cutx_platform::mesh::Peer::Gateway, user: Some(user) });
     let mut request = Request::new(pb::GetBalanceRequest {});
     request.metadata_mut().insert(MESH_HEADER, forged.parse().unwrap());
     assert_eq!(client.get_balance(request).await.unwrap_err().code(), Code::Unauthenticated);

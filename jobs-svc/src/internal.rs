@@ -29,7 +29,7 @@ impl JobInternalService for Jobs {
             return Err(cutx_platform::error::invalid_field("lease_token", "is required"));
         }
         let now = cutx_platform::clock::now_millis();
-        let lease = Lease { token: lease_token, until: now + i64::from(lease_seconds.clamp(1, 3600)) * 1000 };
+        let lease = Lease { token: lease_token, until: now + i64::from(lease_length(lease_seconds)?) * 1000 };
         let who = if worker.is_empty() { "a worker".to_string() } else { worker };
         let row = self.store.find_for_worker(id).await?;
         let mut status = row.status;
@@ -77,7 +77,7 @@ impl JobInternalService for Jobs {
     ) -> Result<Response<pb::RenewJobLeaseResponse>, Status> {
         let pb::RenewJobLeaseRequest { job_id: raw, lease_token, lease_seconds } = request.into_inner();
         let id = job_id(&raw)?;
-        let until = cutx_platform::clock::now_millis() + i64::from(lease_seconds.clamp(1, 3600)) * 1000;
+        let until = cutx_platform::clock::now_millis() + i64::from(lease_length(lease_seconds)?) * 1000;
         let held = self.store.renew(id, &Lease { token: lease_token, until }).await?;
         Ok(Response::new(pb::RenewJobLeaseResponse { held }))
     }
@@ -196,5 +196,17 @@ impl Jobs {
             Err(StoreError::Refused { .. }) => Ok(self.store.find_for_worker(id).await?.status),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The longest lease a delivery may ask for: an hour (a pipeline asks for half its queue's
+/// visibility timeout, which `CUTX_QUEUE_VISIBILITY_SECS` bounds to two hours).
+pub const MAX_LEASE_SECONDS: u32 = 3600;
+
+/// A lease's length as asked, refused (not clamped) outside 1 s to an hour.
+fn lease_length(seconds: u32) -> Result<u32, Status> {
+    match seconds {
+        1..=MAX_LEASE_SECONDS => Ok(seconds),
+        _ => Err(cutx_platform::error::invalid_field("lease_seconds", "must be 1 to 3600")),
     }
 }

@@ -112,7 +112,7 @@ impl Jobs {
             }
             Err(e) if e.is_permanent() => {
                 tracing::warn!(job = %id, error = %e, "copying a prediction's outputs");
-                self.fail(id, &format!("the provider's output could not be copied: {e}; credits refunded")).await
+                self.fail(id, "the provider's output could not be copied; credits refunded").await
             }
             Err(e) if overdue => {
                 tracing::warn!(job = %id, error = %e, "copying an overdue prediction's outputs; giving up");

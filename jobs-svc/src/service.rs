@@ -465,7 +465,7 @@ impl JobService for Jobs {
         let first = self.store.find(caller, id).await?;
         let jobs = self.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
+        cutx_platform::request_id::spawn(async move {
             let mut row = first;
             let mut last_sent: Option<(JobStatus, i64)> = None;
             loop {

@@ -16,8 +16,8 @@ use cutx_proto::pb;
 use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, Iterable, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, Iterable,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::entity::{job, output, project, transition};
@@ -173,14 +173,10 @@ impl Store {
 
     async fn find_by_key(&self, caller: Caller, key: Option<&str>) -> Result<Option<job::Model>, StoreError> {
         let Some(key) = key else { return Ok(None) };
-        self.read(
-            job::Entity::find()
-                .filter(job::Column::UserId.eq(caller.user_id().to_string()))
-                .filter(job::Column::IdempotencyKey.eq(key))
-                .one(&self.db)
-                .await,
-        )
-        .await
+        let scope = Condition::all()
+            .add(job::Column::UserId.eq(caller.user_id().to_string()))
+            .add(job::Column::IdempotencyKey.eq(key));
+        self.read(job::Entity::find().filter(scope.clone()).one(&self.db).await, scope).await
     }
 
     /// Removes a job that was never paid for (its debit was refused), with its history.
@@ -205,13 +201,13 @@ impl Store {
             .filter(job::Column::UserId.eq(caller.user_id().to_string()))
             .one(&self.db)
             .await;
-        self.read(found).await?.ok_or(StoreError::JobNotFound(id))
+        self.read(found, job::Column::Id.eq(id.to_string()).into()).await?.ok_or(StoreError::JobNotFound(id))
     }
 
     /// Any job, for the mesh-only worker calls.
     pub async fn find_for_worker(&self, id: JobId) -> Result<job::Model, StoreError> {
         let found = job::Entity::find_by_id(id.to_string()).one(&self.db).await;
-        self.read(found).await?.ok_or(StoreError::JobNotFound(id))
+        self.read(found, job::Column::Id.eq(id.to_string()).into()).await?.ok_or(StoreError::JobNotFound(id))
     }
 
     /// The caller's jobs, newest first.
@@ -226,8 +222,8 @@ impl Store {
         if let Some(before) = filter.before {
             query = query.filter(job::Column::Id.lt(before));
         }
-        self.read(query.order_by_desc(job::Column::Id).offset(filter.offset).limit(filter.limit).all(&self.db).await)
-            .await
+        let page = query.order_by_desc(job::Column::Id).offset(filter.offset).limit(filter.limit).all(&self.db).await;
+        self.read(page, job::Column::UserId.eq(caller.user_id().to_string()).into()).await
     }
 
     /// The stored files of each of these jobs, in order, by job id.
@@ -378,29 +374,25 @@ impl Store {
     /// Jobs that ended unfinished before `before` (millis) whose refund is not confirmed.
     pub async fn unrefunded(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
         let unfinished = [Status::Failed, Status::Canceled, Status::Expired];
-        let rows = job::Entity::find()
+        let batch = job::Entity::find()
             .filter(job::Column::Status.is_in(unfinished))
             .filter(job::Column::RefundedAt.is_null())
             .filter(job::Column::UpdatedAt.lt(before))
             .order_by_asc(job::Column::UpdatedAt)
-            .limit(limit)
-            .all(&self.db)
-            .await;
-        self.read(rows).await
+            .limit(limit);
+        self.batch(batch).await
     }
 
     /// Processing jobs whose lease ran out before `before` (millis): no worker holds them, and
     /// no provider either (those are the reconciler's).
     pub async fn orphaned(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
-        let rows = job::Entity::find()
+        let batch = job::Entity::find()
             .filter(job::Column::Status.eq(Status::Processing))
             .filter(job::Column::ProviderRef.is_null())
             .filter(job::Column::LeaseUntil.lt(before))
             .order_by_asc(job::Column::LeaseUntil)
-            .limit(limit)
-            .all(&self.db)
-            .await;
-        self.read(rows).await
+            .limit(limit);
+        self.batch(batch).await
     }
 
     /// Hands a processing job that `lease` holds to a provider: records the prediction and its
@@ -447,7 +439,8 @@ impl Store {
             .exec(&txn)
             .await?;
         let row = job::Entity::find_by_id(id.to_string()).one(&txn).await;
-        let row = self.read(row).await?.ok_or(StoreError::JobNotFound(id))?;
+        let row =
+            self.read(row, job::Column::Id.eq(id.to_string()).into()).await?.ok_or(StoreError::JobNotFound(id))?;
         let status = row.status;
         record(&txn, id, Some(status), status, note).await?;
         txn.commit().await?;
@@ -458,15 +451,13 @@ impl Store {
     /// deadline has passed: the reconciler asks the provider about them.
     pub async fn quiet_submissions(&self, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
         let quiet = job::Column::ProviderHeardAt.lt(before).or(job::Column::ProviderDeadline.lt(now_millis()));
-        let rows = job::Entity::find()
+        let batch = job::Entity::find()
             .filter(job::Column::Status.eq(Status::Processing))
             .filter(job::Column::ProviderRef.is_not_null())
             .filter(quiet)
             .order_by_asc(job::Column::ProviderHeardAt)
-            .limit(limit)
-            .all(&self.db)
-            .await;
-        self.read(rows).await
+            .limit(limit);
+        self.batch(batch).await
     }
 
     /// The first stored output of one of the caller's completed jobs, to start another job from.
@@ -493,21 +484,20 @@ impl Store {
 
     /// Jobs in `status` not touched since `before` (millis), oldest first.
     pub async fn stale(&self, status: Status, before: i64, limit: u64) -> Result<Vec<job::Model>, StoreError> {
-        let rows = job::Entity::find()
+        let batch = job::Entity::find()
             .filter(job::Column::Status.eq(status))
             .filter(job::Column::UpdatedAt.lt(before))
             .order_by_asc(job::Column::UpdatedAt)
-            .limit(limit)
-            .all(&self.db)
-            .await;
-        self.read(rows).await
+            .limit(limit);
+        self.batch(batch).await
     }
 
     /// A read's answer. A stored word that no enum of ours knows fails the whole read with an
-    /// error naming only the enum, so the rows holding one are looked up and named instead.
-    async fn read<T>(&self, answer: Result<T, DbErr>) -> Result<T, StoreError> {
+    /// error naming only the enum, so the row holding one, among the rows `scope` picks (those
+    /// the read was after), is looked up and named instead.
+    async fn read<T>(&self, answer: Result<T, DbErr>, scope: Condition) -> Result<T, StoreError> {
         match answer {
-            Err(DbErr::Type(what)) => match self.unknown_words().await {
+            Err(DbErr::Type(what)) => match self.unknown_words(scope).await {
                 Ok(Some(corrupt)) => Err(corrupt),
                 _ => Err(StoreError::Db(DbErr::Type(what))),
             },
@@ -515,13 +505,38 @@ impl Store {
         }
     }
 
-    /// The first job whose kind or status is a word no enum of ours knows.
-    async fn unknown_words(&self) -> Result<Option<StoreError>, DbErr> {
+    /// A housekeeping batch. One row holding a word no enum of ours knows would fail the whole
+    /// read, and so every later round: then the batch is read row by row, and each such row is
+    /// logged as the error it is, naming it, and passed over.
+    async fn batch(&self, query: sea_orm::Select<job::Entity>) -> Result<Vec<job::Model>, StoreError> {
+        match query.clone().all(&self.db).await {
+            Err(DbErr::Type(_)) => {}
+            other => return Ok(other?),
+        }
+        let ids: Vec<String> = query.select_only().column(job::Column::Id).into_tuple().all(&self.db).await?;
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            let scope: Condition = job::Column::Id.eq(id.clone()).into();
+            match self.read(job::Entity::find().filter(scope.clone()).one(&self.db).await, scope).await {
+                Ok(row) => rows.extend(row),
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    tracing::error!(error = %e, "housekeeping passes over a corrupt job");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The first job among those `scope` picks whose kind or status is a word no enum of ours
+    /// knows.
+    async fn unknown_words(&self, scope: Condition) -> Result<Option<StoreError>, DbErr> {
         let kinds: Vec<String> = Kind::iter().map(|k| k.to_value()).collect();
         let statuses: Vec<String> = Status::iter().map(|s| s.to_value()).collect();
         let row: Option<(String, String, String)> = job::Entity::find()
             .select_only()
             .columns([job::Column::Id, job::Column::Kind, job::Column::Status])
+            .filter(scope)
             .filter(job::Column::Kind.is_not_in(kinds.clone()).or(job::Column::Status.is_not_in(statuses)))
             .into_tuple()
             .one(&self.db)
@@ -643,6 +658,26 @@ mod tests {
                 assert!(err.to_string().contains(&job.id), "{err}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_job_is_named_only_to_reads_that_reach_it_and_housekeeping_passes_over_it() {
+        let (store, db, _dir) = store().await;
+        let (alice, bob) = (Caller::for_tests(UserId::new()), Caller::for_tests(UserId::new()));
+        let (good, _) = store.insert_job(alice, &new_job(), Credits::from_u32(3)).await.unwrap();
+        let (bad, _) = store.insert_job(bob, &new_job(), Credits::from_u32(3)).await.unwrap();
+        set(&db, "status", "zombie", &bad.id).await;
+        let all = || JobFilter { kind: None, status: None, before: None, limit: 10, offset: 0 };
+        // Alice's reads never touch Bob's row, and are not told about it.
+        assert_eq!(store.list(alice, all()).await.unwrap().len(), 1);
+        assert_eq!(store.find(alice, good.id.parse().unwrap()).await.unwrap().id, good.id);
+        // Bob's read of his own jobs names his row.
+        let err = store.list(bob, all()).await.unwrap_err();
+        assert!(matches!(&err, StoreError::Corrupt { row, .. } if *row == bad.id), "{err:?}");
+        // A batch over both rows still answers the good one: one corrupt row stops no sweep.
+        set(&db, "status", "pending", &good.id).await;
+        let stale = store.stale(Status::Pending, i64::MAX, 10).await.unwrap();
+        assert_eq!(stale.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [good.id.as_str()]);
     }
 
     #[tokio::test]

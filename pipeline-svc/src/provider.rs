@@ -174,7 +174,8 @@ impl Provider for LocalProvider {
             Input::StaticAd(input) => {
                 let aspect = AspectRatio::parse(&input.aspect_ratio)
                     .map_err(|e| ProviderError::permanent(format!("aspect_ratio: {e}")))?;
-                let style = pb::StaticAdStyle::try_from(input.style).unwrap_or_default();
+                let style = pb::StaticAdStyle::try_from(input.style)
+                    .map_err(|_| ProviderError::permanent(format!("style: {} is not a style", input.style)))?;
                 let prompt = input.prompt.clone();
                 let image = blocking(move || render::render_static_ad(&prompt, style, aspect)).await?;
                 Ok(one(OutputFile {

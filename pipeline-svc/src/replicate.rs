@@ -69,7 +69,8 @@ impl ReplicateProvider {
         let sources: &Sources = &job.sources;
         let (spec, fields) = match &job.input.input {
             Some(Input::StaticAd(i)) => {
-                let style = pb::StaticAdStyle::try_from(i.style).unwrap_or_default();
+                let style = pb::StaticAdStyle::try_from(i.style)
+                    .map_err(|_| ProviderError::permanent(format!("style: {} is not a style", i.style)))?;
                 let style = style.as_str_name().trim_start_matches("STATIC_AD_STYLE_").to_lowercase();
                 (&self.models.static_ad, json!({ "prompt": i.prompt, "style": style, "aspect_ratio": i.aspect_ratio }))
             }

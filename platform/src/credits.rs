@@ -25,6 +25,8 @@ pub enum CreditsError {
 
 impl Credits {
     pub const ZERO: Credits = Credits(0);
+    /// The largest count there is.
+    pub const MAX: Credits = Credits(i64::MAX);
 
     /// `n` credits, if `n` is not negative.
     pub const fn new(n: i64) -> Result<Self, NegativeCredits> {

@@ -106,9 +106,9 @@ impl Interceptor for RequireMesh {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let identity = self.key.identify(request.metadata())?;
         if let Some(allowed) = self.only
-            && (identity.user.is_some() || !allowed.iter().any(|p| p.as_str() == identity.service))
+            && (identity.user.is_some() || !allowed.contains(&identity.service))
         {
-            return Err(Status::permission_denied(format!("{} may not call this service", identity.service)));
+            return Err(Status::permission_denied(format!("{} may not call this service", identity.service.as_str())));
         }
         Ok(request)
     }

@@ -21,7 +21,7 @@ const LIFETIME_SECS: i64 = 60;
 /// Who a call is from: the service that sent it and, when it acts for a user, that user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeshIdentity {
-    pub service: String,
+    pub service: Peer,
     pub user: Option<UserId>,
 }
 
@@ -62,7 +62,7 @@ impl MeshKey {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: ISSUER.into(),
-            svc: identity.service.clone(),
+            svc: identity.service.as_str().to_string(),
             sub: identity.user.map(|u| u.to_string()),
             iat: now,
             exp: now + LIFETIME_SECS,
@@ -82,7 +82,9 @@ impl MeshKey {
             Some(sub) => Some(sub.parse().map_err(|_| Status::unauthenticated("invalid mesh token"))?),
             None => None,
         };
-        Ok(MeshIdentity { service: data.claims.svc, user })
+        // Only the mesh's own services mint tokens: any other name is not one of ours.
+        let service = Peer::parse(&data.claims.svc).ok_or_else(|| Status::unauthenticated("invalid mesh token"))?;
+        Ok(MeshIdentity { service, user })
     }
 
     /// The identity of an incoming call; `UNAUTHENTICATED` without a valid mesh token.
@@ -102,7 +104,7 @@ impl MeshKey {
 
     /// Adds a token naming `service` (and acting for `user`, if any) to an outgoing request.
     pub fn attach<T>(&self, request: &mut Request<T>, service: Peer, user: Option<UserId>) {
-        let token = self.mint(&MeshIdentity { service: service.as_str().into(), user });
+        let token = self.mint(&MeshIdentity { service, user });
         let value = token.parse().expect("a JWT is valid ASCII metadata");
         request.metadata_mut().insert(MESH_HEADER, value);
         // The request this call is made for, if any, so the next service logs under its id.
@@ -125,6 +127,13 @@ pub enum Peer {
 }
 
 impl Peer {
+    pub const ALL: [Peer; 6] = [Self::Gateway, Self::Auth, Self::Jobs, Self::Billing, Self::Pipeline, Self::Webhook];
+
+    /// The peer a token names, if it is one of ours.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Gateway => "gateway",
@@ -166,15 +175,29 @@ mod tests {
     }
 
     #[test]
+    fn a_token_naming_a_service_that_is_not_one_of_ours_is_refused() {
+        let k = key("mesh-secret");
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims { iss: ISSUER.into(), svc: "stranger".into(), sub: None, iat: now, exp: now + 60 };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding).unwrap();
+        assert_eq!(k.verify(&token).unwrap_err().code(), tonic::Code::Unauthenticated);
+        for peer in Peer::ALL {
+            assert_eq!(Peer::parse(peer.as_str()), Some(peer));
+            let token = k.mint(&MeshIdentity { service: peer, user: None });
+            assert_eq!(k.verify(&token).unwrap().service, peer);
+        }
+    }
+
+    #[test]
     fn a_minted_token_verifies_to_the_same_identity() {
         let k = key("mesh-secret");
-        let id = MeshIdentity { service: "gateway".into(), user: Some(UserId::new()) };
+        let id = MeshIdentity { service: Peer::Gateway, user: Some(UserId::new()) };
         assert_eq!(k.verify(&k.mint(&id)).unwrap(), id);
     }
 
     #[test]
     fn a_token_signed_with_another_key_is_refused() {
-        let id = MeshIdentity { service: "gateway".into(), user: None };
+        let id = MeshIdentity { service: Peer::Gateway, user: None };
         let token = key("one").mint(&id);
         assert_eq!(key("two").verify(&token).unwrap_err().code(), tonic::Code::Unauthenticated);
     }
@@ -197,7 +220,7 @@ mod tests {
     #[test]
     fn garbage_and_tampered_tokens_are_refused() {
         let k = key("k");
-        let token = k.mint(&MeshIdentity { service: "gateway".into(), user: Some(UserId::new()) });
+        let token = k.mint(&MeshIdentity { service: Peer::Gateway, user: Some(UserId::new()) });
         let mut tampered = token.clone();
         tampered.pop();
         tampered.push(if token.ends_with('A') { 'B' } else { 'A' });

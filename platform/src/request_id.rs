@@ -70,6 +70,19 @@ impl std::fmt::Display for RequestId {
     }
 }
 
+/// Spawns `work` as part of the current request: inside its id's scope and its span, so what
+/// `work` logs and the calls it makes still name the request.
+pub fn spawn<F>(work: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match RequestId::current() {
+        Some(id) => tokio::spawn(id.scope(tracing::Span::current(), work)),
+        None => tokio::spawn(work.instrument(tracing::Span::current())),
+    }
+}
+
 /// Puts the current request's id, if any, on an outgoing call.
 pub fn propagate(headers: &mut http::HeaderMap) {
     headers.remove(HEADER);

@@ -79,7 +79,7 @@ async fn a_forged_mesh_token_header_does_not_make_a_caller() {
     let forged_key =
         cutx_platform::mesh::MeshKey::new(&cutx_platform::secret::Secret::new("guess-the-mesh-key".into()));
     let forged = forged_key.mint(&cutx_platform::mesh::MeshIdentity {
-        service: "gateway".into(),
+        service: cutx_platform::mesh::Peer::Gateway,
         user: Some(cutx_platform::ids::UserId::new()),
     });
     let answer = cutx_tests::http()

@@ -127,7 +127,8 @@ impl SqlQueue {
                 .await
                 .map_err(storage)?
                 .ok_or_else(|| QueueError::Broken(format!("claimed message {id} vanished")))?;
-            let attempt = row.deliveries as u32;
+            let attempt = u32::try_from(row.deliveries)
+                .map_err(|_| QueueError::Broken(format!("message {id} has {} deliveries", row.deliveries)))?;
             let settle = SqlSettle { queue: self.clone(), id: id.clone(), token, deliveries: attempt };
             return Ok(Some(Delivery::new(
                 row.id,

@@ -115,11 +115,15 @@ pub(super) async fn read_all(js: &Context, config: &NatsQueueConfig) -> Result<V
         let header = |name: &str| {
             message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string()).unwrap_or_default()
         };
+        let deliveries = header(DELIVERIES);
+        let deliveries = deliveries
+            .parse()
+            .map_err(|_| QueueError::Broken(format!("a dead letter's {DELIVERIES} header is {deliveries:?}")))?;
         letters.push(DeadLetter {
             id: header(MSG_ID),
             topic: header(TOPIC),
             payload: message.payload.clone(),
-            deliveries: header(DELIVERIES).parse().unwrap_or(0),
+            deliveries,
             error: header(ERROR),
         });
         if pending == 0 {

@@ -176,20 +176,18 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
-/// The `cutx` binary next to this test's executable (`target/debug/deps/..`), or `CUTX_BIN`.
+/// `CUTX_BIN`, or the `cutx` binary beside this executable (`target/<profile>/cutx-bench`) or
+/// one folder up from it (a test's `target/<profile>/deps/..`).
 fn binary() -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var("CUTX_BIN") {
         return Ok(path.into());
     }
     let exe = std::env::current_exe()?;
-    let debug = exe.parent().and_then(|deps| deps.parent()).context("locating the target folder")?;
-    let bin = debug.join("cutx");
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace` first (scripts/test.sh does)",
-        bin.display()
-    );
-    Ok(bin)
+    let here = exe.parent().context("locating the target folder")?;
+    let candidates = [Some(here.join("cutx")), here.parent().map(|up| up.join("cutx"))];
+    candidates.into_iter().flatten().find(|bin| bin.is_file()).with_context(|| {
+        format!("no cutx binary beside {}: run `cargo build --workspace` first (scripts/test.sh does)", exe.display())
+    })
 }
 
 impl Server {
@@ -393,6 +391,18 @@ impl Server {
     }
 
     /// The OS process id of one process of a distributed mesh.
+    /// Every OS process of this CutX, by name (`cutx dev`, or one per service); none when it
+    /// runs inside the test's own process.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        match &self.running {
+            Running::Process(child) => child.id().map(|pid| ("cutx dev".to_string(), pid)).into_iter().collect(),
+            Running::InProcess(_) => Vec::new(),
+            Running::Processes(children) => {
+                children.iter().filter_map(|(name, c)| c.id().map(|pid| (name.clone(), pid))).collect()
+            }
+        }
+    }
+
     pub fn pid(&self, name: &str) -> Option<u32> {
         let Running::Processes(children) = &self.running else { return None };
         children.iter().find(|(n, _)| n == name).and_then(|(_, c)| c.id())

@@ -3,29 +3,30 @@
 use std::time::Duration;
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 
-/// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`). SQLite runs in WAL mode with
-/// a busy timeout, so the services of one process can write concurrently without `SQLITE_BUSY`.
+/// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`). Every pooled SQLite
+/// connection runs in WAL mode with `synchronous=NORMAL` (a sync at checkpoints, not at every
+/// commit) and a 10 s busy timeout, so the services of one process can write concurrently.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
     let mut options = ConnectOptions::new(url.to_string());
     options
         .max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
-        .sqlx_logging(false);
-    let db = Database::connect(options).await?;
-    if db.get_database_backend() == DbBackend::Sqlite {
-        // WAL is a property of the file, so once is enough; sqlx already gives every pooled
-        // connection a 5 s busy timeout, and this raises it on the first one.
-        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
-        db.execute_unprepared("PRAGMA busy_timeout=10000").await?;
-        db.execute_unprepared("PRAGMA synchronous=NORMAL").await?;
-    }
-    Ok(db)
+        .sqlx_logging(false)
+        // Per connection: a pragma set on one pooled connection says nothing of the others.
+        .map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+        });
+    Database::connect(options).await
 }
 
 /// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction
@@ -48,6 +49,28 @@ pub fn sqlite_url(path: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sea_orm::{ConnectionTrait, DbBackend};
+
+    /// Four connections of one pool, each held by a transaction of its own: every one has the
+    /// pragmas, not only the first.
+    #[tokio::test]
+    async fn every_pooled_sqlite_connection_has_wal_normal_sync_and_the_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = connect(&sqlite_url(&dir.path().join("t.db")), 4).await.unwrap();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(db.begin().await.unwrap());
+        }
+        let pragma = |name: &'static str| sea_orm::Statement::from_string(DbBackend::Sqlite, format!("PRAGMA {name}"));
+        for txn in &held {
+            let mode = txn.query_one_raw(pragma("journal_mode")).await.unwrap().unwrap();
+            assert_eq!(mode.try_get_by_index::<String>(0).unwrap(), "wal");
+            let sync = txn.query_one_raw(pragma("synchronous")).await.unwrap().unwrap();
+            assert_eq!(sync.try_get_by_index::<i64>(0).unwrap(), 1, "NORMAL");
+            let busy = txn.query_one_raw(pragma("busy_timeout")).await.unwrap().unwrap();
+            assert_eq!(busy.try_get_by_index::<i64>(0).unwrap(), 10_000);
+        }
+    }
 
     /// Eight transactions that each read a counter, then write it back plus one, all at once on
     /// one SQLite file: every one lands, none answers "database is locked".

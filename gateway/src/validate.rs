@@ -251,7 +251,7 @@ pub(crate) const PATTERN_WORDS: &[(&str, &str)] = &[
     ("^[A-Za-z0-9_-]*$", "must be letters, digits, _ or -"),
     (r"^[^\x00-\x1F\x7F-\x9F]*$", "must not contain control characters"),
     (r"\S", "must not be blank"),
-    (r"^\s*[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+\s*$", "must be an email address"),
+    (r"^\s*[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\s*$", "must be an email address"),
 ];
 
 fn pattern_words(pattern: &str) -> String {

@@ -115,9 +115,16 @@ impl Jobs {
         }
         let row = self.store.find(caller, id).await?;
         let variants = variants_of(&row)?;
+        // A queued job a worker has already taken (or finished) was still queued when this call
+        // queued it: the answer says what the call did, as the reference's does. A replay, or a
+        // job that failed or was canceled meanwhile, answers what is stored.
+        let status = match row.status {
+            JobStatus::Processing | JobStatus::Completed if created && !new.kind.is_sync() => JobStatus::Queued,
+            stored => stored,
+        };
         Ok(Created {
             job_id: row.id.clone(),
-            status: row.status.to_pb(),
+            status: status.to_pb(),
             credits_used: cost_of(&row)?,
             credits_remaining: remaining,
             variants,

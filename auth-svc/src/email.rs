@@ -85,15 +85,20 @@ mod agreement {
     /// validator enforces on every transport and /api/openapi.json declares.
     const DECLARED: &str = r"^\s*[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\s*$";
 
+    /// Whether the declared rule (the pattern and at most 254 characters) accepts `raw`.
+    fn declared(raw: &str) -> bool {
+        static PATTERN: std::sync::LazyLock<regex::Regex> =
+            std::sync::LazyLock::new(|| regex::Regex::new(DECLARED).unwrap());
+        PATTERN.is_match(raw) && raw.chars().count() <= 254
+    }
+
     proptest! {
         /// Whatever the text, the declared rule (pattern and 254 characters) and `parse` agree.
         #[test]
         fn parse_accepts_exactly_what_the_declared_pattern_accepts(
             raw in "[a-zA-Z0-9@._+\\-! \\t\\n\\x01\\x1f\\x7f\u{85}\u{a0}äİ]{0,80}",
         ) {
-            let pattern = regex::Regex::new(DECLARED).unwrap();
-            let declared = pattern.is_match(&raw) && raw.chars().count() <= 254;
-            prop_assert_eq!(Email::parse(&raw).is_ok(), declared, "{:?}", raw);
+            prop_assert_eq!(Email::parse(&raw).is_ok(), declared(&raw), "{:?}", raw);
         }
 
         /// The same, on text shaped like an address, so that both accept as often as refuse.
@@ -101,9 +106,7 @@ mod agreement {
         fn parse_and_the_pattern_agree_on_address_shaped_text(
             raw in " ?[a-zA-Z0-9._+!\\x01\u{85}ä]{0,66}@[a-zA-Z0-9_ä-]{1,10}(\\.[a-zA-Z0-9_ä-]{0,6}){1,3}\n?",
         ) {
-            let pattern = regex::Regex::new(DECLARED).unwrap();
-            let declared = pattern.is_match(&raw) && raw.chars().count() <= 254;
-            prop_assert_eq!(Email::parse(&raw).is_ok(), declared, "{:?}", raw);
+            prop_assert_eq!(Email::parse(&raw).is_ok(), declared(&raw), "{:?}", raw);
         }
     }
 }

@@ -72,7 +72,7 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    pub async fn connect(&self) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    pub async fn connect(&self) -> anyhow::Result<cutx_platform::db::Db> {
         let url = self.database_url.expose();
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
             bail!("CUTX_DATABASE_URL must start with postgres:// or sqlite:");

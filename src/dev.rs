@@ -113,7 +113,7 @@ impl DevMesh {
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let secrets = Secrets::load_or_create(&data_dir)?;
         let db = cutx_platform::db::connect(&cutx_platform::db::sqlite_url(&data_dir.join("cutx.db")), 8).await?;
-        cutx_migrations::migrate(&db).await.context("migrating the database")?;
+        cutx_migrations::migrate(db.writes()).await.context("migrating the database")?;
 
         let mesh = MeshKey::new(&secrets.mesh);
         let sessions = SessionKey::new(&secrets.session);

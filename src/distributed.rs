@@ -49,7 +49,7 @@ async fn bind(name: &str, listen: &str) -> anyhow::Result<tokio::net::TcpListene
     Ok(listener)
 }
 
-async fn queue(args: &QueueArgs, db: Option<&sea_orm::DatabaseConnection>) -> anyhow::Result<Arc<dyn JobQueue>> {
+async fn queue(args: &QueueArgs, db: Option<&cutx_platform::db::Db>) -> anyhow::Result<Arc<dyn JobQueue>> {
     let visibility = args.visibility()?;
     match args.queue {
         QueueBackend::Sql => {
@@ -105,7 +105,7 @@ pub struct MigrateArgs {
 
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let db = args.db.connect().await?;
-    cutx_migrations::migrate(&db).await.context("migrating")?;
+    cutx_migrations::migrate(db.writes()).await.context("migrating")?;
     println!("cutx migrate: the schema is up to date");
     Ok(())
 }
@@ -388,6 +388,10 @@ pub struct PipelineArgs {
     /// Extra time each queued job takes on the local provider, to behave like a remote model.
     #[arg(long, env = "CUTX_LOCAL_LATENCY_MS", default_value_t = 0)]
     pub local_latency_ms: u64,
+    /// The local provider answers every queued job at once with a tiny fixed file instead of
+    /// rendering it (benchmarks: CutX's own cost per job, without the renderer's).
+    #[arg(long, env = "CUTX_INSTANT_PROVIDER")]
+    pub instant_provider: bool,
     /// Only for the sql queue.
     #[arg(long, env = "CUTX_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
@@ -417,7 +421,10 @@ pub async fn pipeline(args: PipelineArgs, shutdown: impl Future<Output = ()> + S
         _ => None,
     };
     let media = media(&args.media).await?;
-    let local = pipeline_svc::LocalProvider::with_latency(Duration::from_millis(args.local_latency_ms));
+    let local = match args.instant_provider {
+        true => pipeline_svc::LocalProvider::instant(),
+        false => pipeline_svc::LocalProvider::with_latency(Duration::from_millis(args.local_latency_ms)),
+    };
     let config = pipeline_svc::PipelineConfig {
         mesh,
         jobs,

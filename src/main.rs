@@ -35,6 +35,10 @@ enum Command {
         /// instead of polling (on by itself when the public URL is https).
         #[arg(long, env = "CUTX_REPLICATE_WEBHOOKS")]
         replicate_webhooks: bool,
+        /// Answer every queued job at once with a tiny fixed file instead of rendering it
+        /// (benchmarks: CutX's own cost per job, without the renderer's).
+        #[arg(long, env = "CUTX_INSTANT_PROVIDER")]
+        instant_provider: bool,
         /// Credits a new user starts with.
         #[arg(long, env = "CUTX_FREE_CREDITS", default_value_t = billing_svc::FREE_TIER_CREDITS.get() as u32)]
         free_credits: u32,
@@ -80,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
             public_url,
             workers,
             replicate_webhooks,
+            instant_provider,
             free_credits,
             fetch,
             replicate,
@@ -93,10 +98,14 @@ async fn main() -> anyhow::Result<()> {
             options.webhooks = replicate_webhooks;
             options.free_credits = cutx_platform::credits::Credits::from_u32(free_credits);
             options.deadlines = deadlines.deadlines()?;
-            let provider = match options.outside.replicate.is_some() {
-                true => format!("Replicate ({})", replicate.replicate_base_url),
-                false => "local (set CUTX_REPLICATE_TOKEN for Replicate)".to_string(),
+            let provider = match (options.outside.replicate.is_some(), instant_provider) {
+                (true, _) => format!("Replicate ({})", replicate.replicate_base_url),
+                (false, true) => "instant (tiny fixed files, for benchmarks)".to_string(),
+                (false, false) => "local (set CUTX_REPLICATE_TOKEN for Replicate)".to_string(),
             };
+            if instant_provider && options.outside.replicate.is_none() {
+                options.provider = Some(std::sync::Arc::new(pipeline_svc::LocalProvider::instant()));
+            }
             let mesh = DevMesh::start(options).await?;
             let url = mesh.public_url().to_string();
             let data = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);

@@ -17,7 +17,6 @@ use cutx_proto::pb::auth_internal_service_server::AuthInternalServiceServer;
 use cutx_proto::pb::auth_service_server::AuthServiceServer;
 use cutx_proto::pb::billing_internal_service_client::BillingInternalServiceClient;
 use cutx_proto::pb::dev_mailbox_service_server::DevMailboxServiceServer;
-use sea_orm::DatabaseConnection;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -26,7 +25,7 @@ pub use mailer::{DevMailbox, Mailer};
 pub use service::MAGIC_LINK_SENT;
 
 pub struct AuthConfig {
-    pub db: DatabaseConnection,
+    pub db: cutx_platform::db::Db,
     pub mesh: MeshKey,
     pub sessions: SessionKey,
     /// billing-svc, for the free credits of a new user.

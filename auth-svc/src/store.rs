@@ -7,8 +7,8 @@ use cutx_platform::mesh::Caller;
 use cutx_platform::session::Session;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, Iterable,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, Iterable, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use sha2::{Digest, Sha256};
 
@@ -45,11 +45,11 @@ pub fn new_token() -> String {
 
 #[derive(Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: cutx_platform::db::Db,
 }
 
 impl Store {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: cutx_platform::db::Db) -> Self {
         Self { db }
     }
 
@@ -59,7 +59,7 @@ impl Store {
         let recent = magic_link::Entity::find()
             .filter(magic_link::Column::Email.eq(email.as_str()))
             .filter(magic_link::Column::CreatedAt.gt(now - LINK_INTERVAL_MILLIS))
-            .one(&self.db)
+            .one(self.db.reads())
             .await?;
         if recent.is_some() {
             return Ok(false);
@@ -71,7 +71,7 @@ impl Store {
             expires_at: Set(now + LINK_LIFETIME_MILLIS),
             used_at: Set(None),
         };
-        magic_link::Entity::insert(link).exec_without_returning(&self.db).await?;
+        magic_link::Entity::insert(link).exec_without_returning(self.db.writes()).await?;
         Ok(true)
     }
 
@@ -84,12 +84,12 @@ impl Store {
             .filter(magic_link::Column::TokenHash.eq(hash.clone()))
             .filter(magic_link::Column::UsedAt.is_null())
             .filter(magic_link::Column::ExpiresAt.gt(now))
-            .exec(&self.db)
+            .exec(self.db.writes())
             .await?;
         if used.rows_affected != 1 {
             return Ok(None);
         }
-        Ok(magic_link::Entity::find_by_id(hash).one(&self.db).await?.map(|l| l.email))
+        Ok(magic_link::Entity::find_by_id(hash).one(self.db.reads()).await?.map(|l| l.email))
     }
 
     /// The user with this address, created if new.
@@ -103,16 +103,16 @@ impl Store {
         };
         user::Entity::insert(row)
             .on_conflict_do_nothing_on([user::Column::Email])
-            .exec_without_returning(&self.db)
+            .exec_without_returning(self.db.writes())
             .await?;
-        let found = user::Entity::find().filter(user::Column::Email.eq(email)).one(&self.db).await;
+        let found = user::Entity::find().filter(user::Column::Email.eq(email)).one(self.db.reads()).await;
         self.named(found, user::Column::Email.eq(email).into())
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("the user just stored".into()).into())
     }
 
     pub async fn me(&self, caller: Caller) -> Result<Option<user::Model>, StoreError> {
-        let found = user::Entity::find_by_id(caller.user_id().to_string()).one(&self.db).await;
+        let found = user::Entity::find_by_id(caller.user_id().to_string()).one(self.db.reads()).await;
         self.named(found, user::Column::Id.eq(caller.user_id().to_string()).into()).await
     }
 
@@ -129,7 +129,7 @@ impl Store {
             .filter(scope)
             .filter(user::Column::Role.is_not_in(roles.clone()).or(user::Column::Status.is_not_in(statuses)))
             .into_tuple()
-            .one(&self.db)
+            .one(self.db.reads())
             .await;
         match corrupt {
             Ok(Some((row, role, status))) => {
@@ -154,7 +154,7 @@ impl Store {
         };
         revoked_session::Entity::insert(row)
             .on_conflict_do_nothing_on([revoked_session::Column::SessionId])
-            .exec_without_returning(&self.db)
+            .exec_without_returning(self.db.writes())
             .await?;
         Ok(())
     }
@@ -166,7 +166,7 @@ impl Store {
             .filter(revoked_session::Column::ExpiresAt.gt(now_millis()))
             .order_by_asc(revoked_session::Column::RevokedAt)
             .limit(limit)
-            .all(&self.db)
+            .all(self.db.reads())
             .await?)
     }
 }
@@ -181,16 +181,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db =
             cutx_platform::db::connect(&cutx_platform::db::sqlite_url(&dir.path().join("auth.db")), 2).await.unwrap();
-        cutx_migrations::migrate(&db).await.unwrap();
+        cutx_migrations::migrate(db.writes()).await.unwrap();
         let store = Store::new(db.clone());
         let user = store.user_for_email("corrupt@example.com").await.unwrap();
         let caller = Caller::for_tests(user.id.parse().unwrap());
         for (column, word, said) in
             [("role", "root", "unknown role \"root\""), ("status", "banned", "unknown status \"banned\"")]
         {
-            db.execute_unprepared(&format!("UPDATE users SET role = 'user', status = 'active', {column} = '{word}'"))
-                .await
-                .unwrap();
+            let corrupt = format!("UPDATE users SET role = 'user', status = 'active', {column} = '{word}'");
+            db.writes().execute_unprepared(&corrupt).await.unwrap();
             match store.me(caller).await.unwrap_err() {
                 StoreError::Corrupt { row, what } => {
                     assert_eq!((row.as_str(), what.as_str()), (user.id.as_str(), said))

@@ -9,7 +9,6 @@ use cutx_platform::grpc::RequireMesh;
 use cutx_platform::mesh::MeshKey;
 use cutx_proto::pb::billing_internal_service_server::BillingInternalServiceServer;
 use cutx_proto::pb::billing_service_server::BillingServiceServer;
-use sea_orm::DatabaseConnection;
 use tonic::service::interceptor::InterceptedService;
 
 pub use entry::EntryType;
@@ -24,7 +23,7 @@ pub struct BillingServices {
     pub internal: InterceptedService<BillingInternalServiceServer<Billing>, RequireMesh>,
 }
 
-pub fn services(db: DatabaseConnection, mesh: MeshKey) -> BillingServices {
+pub fn services(db: cutx_platform::db::Db, mesh: MeshKey) -> BillingServices {
     let billing = Billing { store: store::Store::new(db), mesh: mesh.clone() };
     BillingServices {
         public: InterceptedService::new(BillingServiceServer::new(billing.clone()), RequireMesh::any(mesh.clone())),
@@ -38,7 +37,7 @@ pub fn services(db: DatabaseConnection, mesh: MeshKey) -> BillingServices {
 /// Serves billing-svc on `listener` until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    db: DatabaseConnection,
+    db: cutx_platform::db::Db,
     mesh: MeshKey,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {

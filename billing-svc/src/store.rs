@@ -12,8 +12,8 @@ use cutx_platform::mesh::Caller;
 use cutx_platform::paging::Page;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    Iterable, QueryFilter, QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, Iterable,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::entity::{balance, ledger};
@@ -50,7 +50,7 @@ pub struct Balance {
 
 #[derive(Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: cutx_platform::db::Db,
 }
 
 /// One movement to apply.
@@ -64,12 +64,12 @@ struct Movement<'a> {
 }
 
 impl Store {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: cutx_platform::db::Db) -> Self {
         Self { db }
     }
 
     pub async fn balance(&self, caller: Caller) -> Result<Balance, StoreError> {
-        let row = balance::Entity::find_by_id(caller.user_id().to_string()).one(&self.db).await?;
+        let row = balance::Entity::find_by_id(caller.user_id().to_string()).one(self.db.reads()).await?;
         let Some(row) = row else { return Ok(Balance::default()) };
         Ok(Balance {
             balance: stored(&row.user_id, "balance", row.balance)?,
@@ -84,7 +84,8 @@ impl Store {
         if let Some(before) = &page.before {
             query = query.filter(ledger::Column::Id.lt(before));
         }
-        let rows = query.order_by_desc(ledger::Column::Id).offset(page.offset).limit(page.limit).all(&self.db).await;
+        let rows =
+            query.order_by_desc(ledger::Column::Id).offset(page.offset).limit(page.limit).all(self.db.reads()).await;
         let scope = ledger::Column::UserId.eq(caller.user_id().to_string()).into();
         self.named(rows.map_err(StoreError::from), scope).await
     }
@@ -102,7 +103,7 @@ impl Store {
                     .filter(scope)
                     .filter(ledger::Column::EntryType.is_not_in(known))
                     .into_tuple()
-                    .one(&self.db)
+                    .one(self.db.reads())
                     .await;
                 match corrupt {
                     Ok(Some((row, word))) => {
@@ -163,7 +164,7 @@ impl Store {
         key: &str,
         reference: &str,
     ) -> Result<Applied, StoreError> {
-        let txn = cutx_platform::db::begin_write(&self.db).await?;
+        let txn = self.db.begin_write().await?;
         ensure_balance_row(&txn, user).await?;
         if let Some(done) = find_by_key(&txn, key).await? {
             let balance = current_balance(&txn, user).await?;
@@ -206,9 +207,21 @@ impl Store {
     }
 
     async fn apply_once(&self, m: &Movement<'_>) -> Result<Applied, StoreError> {
-        let txn = cutx_platform::db::begin_write(&self.db).await?;
-        // Write first: on SQLite this takes the write lock before any read, so a concurrent
-        // writer cannot invalidate what this transaction read (SQLITE_BUSY_SNAPSHOT).
+        // The common case first, in two statements: the balance row exists, the key is new, the
+        // credits suffice. A replayed key moves the credits too, but its ledger row then breaks
+        // the key's uniqueness and the transaction is undone; anything else goes the careful way.
+        let txn = self.db.begin_write().await?;
+        match apply_in(&txn, m).await {
+            Ok(applied) => {
+                txn.commit().await?;
+                return Ok(applied);
+            }
+            Err(StoreError::Db(e)) if !matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(StoreError::Db(e));
+            }
+            Err(_) => txn.rollback().await?,
+        }
+        let txn = self.db.begin_write().await?;
         ensure_balance_row(&txn, m.user).await?;
         if let Some(existing) = find_by_key(&txn, m.key).await? {
             let balance = current_balance(&txn, m.user).await?;
@@ -263,14 +276,14 @@ async fn apply_in(txn: &DatabaseTransaction, m: &Movement<'_>) -> Result<Applied
         // Given, not bought: only the balance moves.
         EntryType::Bonus | EntryType::FreeTier => update = update.filter(balance::Column::Balance.lte(room)),
     }
-    if update.exec(txn).await?.rows_affected != 1 {
+    let Some(after) = update.exec_with_returning(txn).await?.into_iter().next() else {
         if m.entry_type != EntryType::Deduction {
             return Err(StoreError::Overflow { adding: m.amount });
         }
         let balance = current_balance(txn, m.user).await?;
         return Err(StoreError::InsufficientCredits { needed: m.amount, balance });
-    }
-    let balance_after = current_balance(txn, m.user).await?;
+    };
+    let balance_after = stored(&after.user_id, "balance", after.balance)?;
     insert_entry(txn, m.user, m.entry_type, signed, balance_after, m.key, m.reference).await?;
     Ok(Applied { balance: balance_after, applied: true, amount: m.amount })
 }

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let db = cutx_platform::db::connect(&cutx_platform::db::sqlite_url(&dir.path().join("t.db")), 4).await.unwrap();
-    cutx_migrations::migrate(&db).await.unwrap();
+    cutx_migrations::migrate(db.writes()).await.unwrap();
     (Store::new(db), dir)
 }
 
@@ -203,7 +203,7 @@ async fn postgres_store() -> Option<Store> {
     admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
     let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
     let db = cutx_platform::db::connect(&url, 8).await.unwrap();
-    cutx_migrations::migrate(&db).await.unwrap();
+    cutx_migrations::migrate(db.writes()).await.unwrap();
     Some(Store::new(db))
 }
 
@@ -268,12 +268,13 @@ fn a_ledger_entry_with_an_unknown_type_is_an_error_naming_its_row_and_only_its_o
         let dir = tempfile::tempdir().unwrap();
         let url = cutx_platform::db::sqlite_url(&dir.path().join("t.db"));
         let db = cutx_platform::db::connect(&url, 4).await.unwrap();
-        cutx_migrations::migrate(&db).await.unwrap();
+        cutx_migrations::migrate(db.writes()).await.unwrap();
         let s = Store::new(db.clone());
         let (alice, bob) = (UserId::new(), UserId::new());
         s.grant(alice, c(5), EntryType::Bonus, "a", "").await.unwrap();
         s.grant(bob, c(5), EntryType::Bonus, "b", "").await.unwrap();
-        db.execute_unprepared(&format!("UPDATE credit_ledger SET entry_type = 'gift' WHERE user_id = '{bob}'"))
+        db.writes()
+            .execute_unprepared(&format!("UPDATE credit_ledger SET entry_type = 'gift' WHERE user_id = '{bob}'"))
             .await
             .unwrap();
         let row: String = s.ledger(Caller::for_tests(alice), &page(10)).await.unwrap()[0].id.clone();

@@ -36,7 +36,8 @@ impl JobInternalService for Jobs {
         let mut proceed = false;
         if matches!(status, JobStatus::Pending | JobStatus::Queued) {
             let changes = Changes { lease: Some(lease.clone()), ..Changes::default() };
-            match self.store.transition(id, JobStatus::Processing, &format!("taken by {who}"), changes).await {
+            let taken = format!("taken by {who}");
+            match self.store.transition_from(id, Some(status), JobStatus::Processing, &taken, changes).await {
                 Ok(moved) if moved.changed => proceed = true,
                 // Another delivery moved it first, or it was canceled meanwhile: decide again.
                 Ok(_) | Err(StoreError::Refused { .. }) => status = self.store.find_for_worker(id).await?.status,
@@ -108,7 +109,7 @@ impl JobInternalService for Jobs {
         } else {
             format!("completed from prediction {prediction_id}")
         };
-        let status = self.complete_with(id, &outputs, &note).await?;
+        let status = self.complete_with(id, Some(row.status), &outputs, &note).await?;
         Ok(Response::new(pb::CompleteJobResponse { status: status.to_pb() as i32 }))
     }
 
@@ -187,11 +188,12 @@ impl Jobs {
     pub(crate) async fn complete_with(
         &self,
         id: JobId,
+        seen: Option<JobStatus>,
         outputs: &[pb::StoredOutput],
         note: &str,
     ) -> Result<JobStatus, Status> {
-        self.store.add_outputs(id, outputs).await?;
-        match self.store.transition(id, JobStatus::Completed, note, Changes::default()).await {
+        let changes = Changes { outputs: outputs.to_vec(), ..Changes::default() };
+        match self.store.transition_from(id, seen, JobStatus::Completed, note, changes).await {
             Ok(moved) => Ok(moved.to),
             Err(StoreError::Refused { .. }) => Ok(self.store.find_for_worker(id).await?.status),
             Err(e) => Err(e.into()),

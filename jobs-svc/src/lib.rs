@@ -25,7 +25,6 @@ use cutx_proto::pb::job_internal_service_server::JobInternalServiceServer;
 use cutx_proto::pb::job_service_server::JobServiceServer;
 use cutx_proto::pb::pipeline_internal_service_client::PipelineInternalServiceClient;
 use cutx_proto::pb::project_service_server::ProjectServiceServer;
-use sea_orm::DatabaseConnection;
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -57,7 +56,7 @@ impl From<StoreError> for Status {
 }
 
 pub struct JobsConfig {
-    pub db: DatabaseConnection,
+    pub db: cutx_platform::db::Db,
     pub mesh: MeshKey,
     pub billing: Channel,
     pub pipeline: Channel,

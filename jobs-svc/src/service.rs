@@ -105,13 +105,27 @@ impl Jobs {
         } else {
             self.balance(caller).await?
         };
-        if created && let Err(status) = self.start(id, &new).await {
-            // Failed inline, or paid for but not started (canceled meanwhile, the database
-            // down): end it and give the credits back; both are idempotent. The code stays:
-            // a refusal is not worth retrying, an outage is.
-            let _ = self.fail(id, status.message()).await;
-            let message = format!("the job failed and its credits were refunded: {}", status.message());
-            return Err(Status::new(status.code(), message));
+        let ran = if created {
+            match self.start(id, &new).await {
+                Ok(ran) => ran,
+                Err(status) => {
+                    // Failed inline, or paid for but not started (canceled meanwhile, the
+                    // database down): end it and give the credits back; both are idempotent.
+                    // The code stays: a refusal is not worth retrying, an outage is.
+                    let _ = self.fail(id, status.message()).await;
+                    let message = format!("the job failed and its credits were refunded: {}", status.message());
+                    return Err(Status::new(status.code(), message));
+                }
+            }
+        } else {
+            None
+        };
+        let credits_used = cost_of(&row)?;
+        // A synchronous job this call ran is completed with what it made: no need to read it back.
+        if let Some(result) = ran {
+            let status = JobStatus::Completed.to_pb();
+            let variants = result.variants;
+            return Ok(Created { job_id: row.id, status, credits_used, credits_remaining: remaining, variants });
         }
         let row = self.store.find(caller, id).await?;
         let variants = variants_of(&row)?;
@@ -125,7 +139,7 @@ impl Jobs {
         Ok(Created {
             job_id: row.id.clone(),
             status: status.to_pb(),
-            credits_used: cost_of(&row)?,
+            credits_used,
             credits_remaining: remaining,
             variants,
         })
@@ -183,27 +197,35 @@ impl Jobs {
         credits_from("billing's balance", response.into_inner().balance)
     }
 
-    /// Runs a synchronous kind now, or queues an asynchronous one.
-    async fn start(&self, id: JobId, new: &NewJob) -> Result<(), Status> {
+    /// Runs a synchronous kind now (answering what it made), or queues an asynchronous one.
+    async fn start(&self, id: JobId, new: &NewJob) -> Result<Option<pb::RunSyncJobResponse>, Status> {
         if new.kind.is_sync() {
-            self.store.transition(id, JobStatus::Processing, "running inline", Changes::default()).await?;
+            let pending = Some(JobStatus::Pending);
+            self.store
+                .transition_from(id, pending, JobStatus::Processing, "running inline", Changes::default())
+                .await?;
             let request = pb::RunSyncJobRequest { job_id: id.to_string(), input: Some(new.input.clone()) };
             match self.pipeline.clone().run_sync_job(request).await {
                 Ok(result) => {
-                    let changes = Changes { result: Some(result.into_inner()), ..Changes::default() };
-                    self.store.transition(id, JobStatus::Completed, "completed inline", changes).await?;
-                    Ok(())
+                    let result = result.into_inner();
+                    let changes = Changes { result: Some(result.clone()), ..Changes::default() };
+                    let processing = Some(JobStatus::Processing);
+                    self.store
+                        .transition_from(id, processing, JobStatus::Completed, "completed inline", changes)
+                        .await?;
+                    Ok(Some(result))
                 }
                 // The caller (create) fails and refunds the job.
                 Err(status) => Err(from_downstream("pipeline", status)),
             }
         } else {
-            self.store.transition(id, JobStatus::Queued, "queued", Changes::default()).await?;
+            let pending = Some(JobStatus::Pending);
+            self.store.transition_from(id, pending, JobStatus::Queued, "queued", Changes::default()).await?;
             // If this publish is lost, the relay publishes the job again from the database.
             if let Err(e) = self.publish(id, new.kind).await {
                 tracing::warn!(job = %id, error = %e, "publish failed; the relay will retry it");
             }
-            Ok(())
+            Ok(None)
         }
     }
 

@@ -16,8 +16,8 @@ use cutx_proto::pb;
 use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, Iterable,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, Iterable, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use crate::entity::{job, output, project, transition};
@@ -68,6 +68,8 @@ pub struct Changes {
     /// Move only if the job's lease ran out before this time (millis): the sweeper's guard
     /// against a delivery that took the job over meanwhile.
     pub lease_ended_before: Option<i64>,
+    /// Files recorded with the move (a completion's), in the same transaction.
+    pub outputs: Vec<pb::StoredOutput>,
 }
 
 /// Which delivery holds a processing job, and until when (millis).
@@ -110,11 +112,11 @@ pub struct JobFilter {
 
 #[derive(Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: cutx_platform::db::Db,
 }
 
 impl Store {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: cutx_platform::db::Db) -> Self {
         Self { db }
     }
 
@@ -132,28 +134,29 @@ impl Store {
         }
         let now = now_millis();
         let id = JobId::new();
-        let row = job::ActiveModel {
-            id: Set(id.to_string()),
-            user_id: Set(caller.user_id().to_string()),
-            kind: Set(new.kind),
-            status: Set(Status::Pending),
-            cost: Set(cost.get()),
-            input: Set(new.input.encode_to_vec()),
-            result: Set(None),
-            error: Set(None),
-            idempotency_key: Set(new.idempotency_key.clone()),
-            project_id: Set(new.project_id.map(|p| p.to_string())),
-            product_id: Set(new.product_id.clone()),
-            provider_ref: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            refunded_at: Set(None),
-            provider_deadline: Set(None),
-            provider_heard_at: Set(None),
+        let job = job::Model {
+            id: id.to_string(),
+            user_id: caller.user_id().to_string(),
+            kind: new.kind,
+            status: Status::Pending,
+            cost: cost.get(),
+            input: new.input.encode_to_vec(),
+            result: None,
+            error: None,
+            idempotency_key: new.idempotency_key.clone(),
+            project_id: new.project_id.map(|p| p.to_string()),
+            product_id: new.product_id.clone(),
+            provider_ref: None,
+            created_at: now,
+            updated_at: now,
+            lease_owner: None,
+            lease_until: None,
+            refunded_at: None,
+            provider_deadline: None,
+            provider_heard_at: None,
         };
-        let txn = cutx_platform::db::begin_write(&self.db).await?;
+        let row: job::ActiveModel = job.clone().into();
+        let txn = self.db.begin_write().await?;
         let inserted = job::Entity::insert(row).exec_without_returning(&txn).await;
         match inserted {
             Ok(_) => {}
@@ -167,7 +170,7 @@ impl Store {
         }
         record(&txn, id, None, Status::Pending, "created").await?;
         txn.commit().await?;
-        let job = self.find_for_worker(id).await?;
+        // The row as this call stored it (the caller moves it on from `pending` next).
         Ok((job, true))
     }
 
@@ -176,12 +179,12 @@ impl Store {
         let scope = Condition::all()
             .add(job::Column::UserId.eq(caller.user_id().to_string()))
             .add(job::Column::IdempotencyKey.eq(key));
-        self.read(job::Entity::find().filter(scope.clone()).one(&self.db).await, scope).await
+        self.read(job::Entity::find().filter(scope.clone()).one(self.db.reads()).await, scope).await
     }
 
     /// Removes a job that was never paid for (its debit was refused), with its history.
     pub async fn delete_unpaid(&self, caller: Caller, id: JobId) -> Result<(), StoreError> {
-        let txn = cutx_platform::db::begin_write(&self.db).await?;
+        let txn = self.db.begin_write().await?;
         let deleted = job::Entity::delete_many()
             .filter(job::Column::Id.eq(id.to_string()))
             .filter(job::Column::UserId.eq(caller.user_id().to_string()))
@@ -199,14 +202,14 @@ impl Store {
     pub async fn find(&self, caller: Caller, id: JobId) -> Result<job::Model, StoreError> {
         let found = job::Entity::find_by_id(id.to_string())
             .filter(job::Column::UserId.eq(caller.user_id().to_string()))
-            .one(&self.db)
+            .one(self.db.reads())
             .await;
         self.read(found, job::Column::Id.eq(id.to_string()).into()).await?.ok_or(StoreError::JobNotFound(id))
     }
 
     /// Any job, for the mesh-only worker calls.
     pub async fn find_for_worker(&self, id: JobId) -> Result<job::Model, StoreError> {
-        let found = job::Entity::find_by_id(id.to_string()).one(&self.db).await;
+        let found = job::Entity::find_by_id(id.to_string()).one(self.db.reads()).await;
         self.read(found, job::Column::Id.eq(id.to_string()).into()).await?.ok_or(StoreError::JobNotFound(id))
     }
 
@@ -222,7 +225,8 @@ impl Store {
         if let Some(before) = filter.before {
             query = query.filter(job::Column::Id.lt(before));
         }
-        let page = query.order_by_desc(job::Column::Id).offset(filter.offset).limit(filter.limit).all(&self.db).await;
+        let page =
+            query.order_by_desc(job::Column::Id).offset(filter.offset).limit(filter.limit).all(self.db.reads()).await;
         self.read(page, job::Column::UserId.eq(caller.user_id().to_string()).into()).await
     }
 
@@ -239,7 +243,7 @@ impl Store {
             .filter(output::Column::JobId.is_in(ids.iter().copied()))
             .order_by_asc(output::Column::JobId)
             .order_by_asc(output::Column::Position)
-            .all(&self.db)
+            .all(self.db.reads())
             .await?;
         for row in rows {
             by_job.entry(row.job_id.clone()).or_default().push(row);
@@ -247,35 +251,30 @@ impl Store {
         Ok(by_job)
     }
 
-    /// Records a job's stored files; recording the same position twice keeps the first.
-    pub async fn add_outputs(&self, id: JobId, outputs: &[pb::StoredOutput]) -> Result<(), StoreError> {
-        for (position, o) in outputs.iter().enumerate() {
-            let row = output::ActiveModel {
-                id: Set(uuid::Uuid::now_v7().to_string()),
-                job_id: Set(id.to_string()),
-                position: Set(position as i32),
-                media_key: Set(o.media_key.clone()),
-                content_type: Set(o.content_type.clone()),
-                width: Set(i64::from(o.width)),
-                height: Set(i64::from(o.height)),
-                size_bytes: Set(o.size_bytes as i64),
-            };
-            output::Entity::insert(row)
-                .on_conflict_do_nothing_on([output::Column::JobId, output::Column::Position])
-                .exec_without_returning(&self.db)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// Moves a job to `to`, if the state machine allows it from where the job is.
     pub async fn transition(&self, id: JobId, to: Status, reason: &str, changes: Changes) -> Result<Moved, StoreError> {
+        self.transition_from(id, None, to, reason, changes).await
+    }
+
+    /// [`Store::transition`] for a caller that has just read the job's status (`seen`): the
+    /// move is tried from there without reading the job again, and decided again from a fresh
+    /// read if the job has moved on meanwhile.
+    pub async fn transition_from(
+        &self,
+        id: JobId,
+        mut seen: Option<Status>,
+        to: Status,
+        reason: &str,
+        changes: Changes,
+    ) -> Result<Moved, StoreError> {
         // A concurrent move can change the status between the read and the conditional update;
         // then read again and decide again. Three rounds is plenty: every move is final or
         // leads towards a final state.
         for _ in 0..3 {
-            let row = self.find_for_worker(id).await?;
-            let from = row.status;
+            let from = match seen.take() {
+                Some(status) => status,
+                None => self.find_for_worker(id).await?.status,
+            };
             if from == to {
                 return Ok(Moved { from, to, changed: false });
             }
@@ -301,8 +300,9 @@ impl Store {
                     .col_expr(job::Column::LeaseOwner, Expr::value(lease.token.clone()))
                     .col_expr(job::Column::LeaseUntil, Expr::value(lease.until));
             }
-            let txn = cutx_platform::db::begin_write(&self.db).await?;
+            let txn = self.db.begin_write().await?;
             if update.exec(&txn).await?.rows_affected == 1 {
+                add_outputs(&txn, id, &changes.outputs).await?;
                 record(&txn, id, Some(from), to, reason).await?;
                 txn.commit().await?;
                 return Ok(Moved { from, to, changed: true });
@@ -330,7 +330,7 @@ impl Store {
             // A job handed to a provider is the provider's: no delivery takes it back.
             .filter(job::Column::ProviderRef.is_null())
             .filter(free)
-            .exec(&self.db)
+            .exec(self.db.writes())
             .await?;
         Ok(taken.rows_affected == 1)
     }
@@ -342,7 +342,7 @@ impl Store {
             .filter(job::Column::Id.eq(id.to_string()))
             .filter(job::Column::Status.eq(Status::Processing))
             .filter(job::Column::LeaseOwner.eq(lease.token.clone()))
-            .exec(&self.db)
+            .exec(self.db.writes())
             .await?;
         Ok(renewed.rows_affected == 1)
     }
@@ -356,7 +356,7 @@ impl Store {
             .filter(job::Column::Id.eq(id.to_string()))
             .filter(job::Column::Status.eq(Status::Processing))
             .filter(job::Column::LeaseOwner.eq(token))
-            .exec(&self.db)
+            .exec(self.db.writes())
             .await?;
         Ok(())
     }
@@ -366,7 +366,7 @@ impl Store {
         job::Entity::update_many()
             .col_expr(job::Column::RefundedAt, Expr::value(now_millis()))
             .filter(job::Column::Id.eq(id.to_string()))
-            .exec(&self.db)
+            .exec(self.db.writes())
             .await?;
         Ok(())
     }
@@ -407,7 +407,7 @@ impl Store {
         note: &str,
     ) -> Result<bool, StoreError> {
         let now = now_millis();
-        let txn = cutx_platform::db::begin_write(&self.db).await?;
+        let txn = self.db.begin_write().await?;
         let handed = job::Entity::update_many()
             .col_expr(job::Column::ProviderRef, Expr::value(prediction_id))
             .col_expr(job::Column::ProviderDeadline, Expr::value(deadline))
@@ -432,7 +432,7 @@ impl Store {
     /// Records that the provider told us something about a job (a callback, or an answer to
     /// the reconciler), with a note in the job's history.
     pub async fn heard(&self, id: JobId, note: &str) -> Result<(), StoreError> {
-        let txn = cutx_platform::db::begin_write(&self.db).await?;
+        let txn = self.db.begin_write().await?;
         job::Entity::update_many()
             .col_expr(job::Column::ProviderHeardAt, Expr::value(now_millis()))
             .filter(job::Column::Id.eq(id.to_string()))
@@ -469,14 +469,14 @@ impl Store {
         Ok(output::Entity::find()
             .filter(output::Column::JobId.eq(id.to_string()))
             .order_by_asc(output::Column::Position)
-            .one(&self.db)
+            .one(self.db.reads())
             .await?)
     }
 
     /// Records in a job's history that something happened without a move (a worker taking over a
     /// job whose worker died).
     pub async fn record_note(&self, id: JobId, status: Status, reason: &str) -> Result<(), StoreError> {
-        let txn = cutx_platform::db::begin_write(&self.db).await?;
+        let txn = self.db.begin_write().await?;
         record(&txn, id, Some(status), status, reason).await?;
         txn.commit().await?;
         Ok(())
@@ -509,15 +509,15 @@ impl Store {
     /// read, and so every later round: then the batch is read row by row, and each such row is
     /// logged as the error it is, naming it, and passed over.
     async fn batch(&self, query: sea_orm::Select<job::Entity>) -> Result<Vec<job::Model>, StoreError> {
-        match query.clone().all(&self.db).await {
+        match query.clone().all(self.db.reads()).await {
             Err(DbErr::Type(_)) => {}
             other => return Ok(other?),
         }
-        let ids: Vec<String> = query.select_only().column(job::Column::Id).into_tuple().all(&self.db).await?;
+        let ids: Vec<String> = query.select_only().column(job::Column::Id).into_tuple().all(self.db.reads()).await?;
         let mut rows = Vec::with_capacity(ids.len());
         for id in ids {
             let scope: Condition = job::Column::Id.eq(id.clone()).into();
-            match self.read(job::Entity::find().filter(scope.clone()).one(&self.db).await, scope).await {
+            match self.read(job::Entity::find().filter(scope.clone()).one(self.db.reads()).await, scope).await {
                 Ok(row) => rows.extend(row),
                 Err(e @ StoreError::Corrupt { .. }) => {
                     tracing::error!(error = %e, "housekeeping passes over a corrupt job");
@@ -539,7 +539,7 @@ impl Store {
             .filter(scope)
             .filter(job::Column::Kind.is_not_in(kinds.clone()).or(job::Column::Status.is_not_in(statuses)))
             .into_tuple()
-            .one(&self.db)
+            .one(self.db.reads())
             .await?;
         Ok(row.map(|(row, kind, status)| {
             let what = match kinds.contains(&kind) {
@@ -564,14 +564,14 @@ impl Store {
             created_at: now_millis(),
         };
         let active: project::ActiveModel = row.clone().into();
-        project::Entity::insert(active).exec_without_returning(&self.db).await?;
+        project::Entity::insert(active).exec_without_returning(self.db.writes()).await?;
         Ok(row)
     }
 
     pub async fn project(&self, caller: Caller, id: ProjectId) -> Result<Option<project::Model>, StoreError> {
         Ok(project::Entity::find_by_id(id.to_string())
             .filter(project::Column::UserId.eq(caller.user_id().to_string()))
-            .one(&self.db)
+            .one(self.db.reads())
             .await?)
     }
 
@@ -580,8 +580,31 @@ impl Store {
         if let Some(before) = &page.before {
             query = query.filter(project::Column::Id.lt(before));
         }
-        Ok(query.order_by_desc(project::Column::Id).offset(page.offset).limit(page.limit).all(&self.db).await?)
+        Ok(query.order_by_desc(project::Column::Id).offset(page.offset).limit(page.limit).all(self.db.reads()).await?)
     }
+}
+
+/// Records a job's stored files, in one statement; recording the same position twice keeps the
+/// first.
+async fn add_outputs(txn: &sea_orm::DatabaseTransaction, id: JobId, outputs: &[pb::StoredOutput]) -> Result<(), DbErr> {
+    let rows = outputs.iter().enumerate().map(|(position, o)| output::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        job_id: Set(id.to_string()),
+        position: Set(position as i32),
+        media_key: Set(o.media_key.clone()),
+        content_type: Set(o.content_type.clone()),
+        width: Set(i64::from(o.width)),
+        height: Set(i64::from(o.height)),
+        size_bytes: Set(o.size_bytes as i64),
+    });
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    output::Entity::insert_many(rows)
+        .on_conflict_do_nothing_on([output::Column::JobId, output::Column::Position])
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
 }
 
 async fn record(
@@ -609,12 +632,12 @@ mod tests {
     use cutx_platform::ids::UserId;
     use sea_orm::ConnectionTrait;
 
-    async fn store() -> (Store, DatabaseConnection, tempfile::TempDir) {
+    async fn store() -> (Store, sea_orm::DatabaseConnection, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = cutx_platform::db::sqlite_url(&dir.path().join("jobs.db"));
         let db = cutx_platform::db::connect(&url, 2).await.unwrap();
-        cutx_migrations::migrate(&db).await.unwrap();
-        (Store::new(db.clone()), db, dir)
+        cutx_migrations::migrate(db.writes()).await.unwrap();
+        (Store::new(db.clone()), db.writes().clone(), dir)
     }
 
     fn new_job() -> NewJob {
@@ -627,7 +650,7 @@ mod tests {
         }
     }
 
-    async fn set(db: &DatabaseConnection, column: &str, word: &str, id: &str) {
+    async fn set(db: &sea_orm::DatabaseConnection, column: &str, word: &str, id: &str) {
         db.execute_unprepared(&format!("UPDATE jobs SET {column} = '{word}' WHERE id = '{id}'")).await.unwrap();
     }
 

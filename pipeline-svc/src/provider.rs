@@ -141,12 +141,46 @@ const LOCAL_REFRAME_SIDE: u32 = 1080;
 pub struct LocalProvider {
     /// Extra time each queued job takes, to behave like a remote model (demos, crash tests).
     latency: Duration,
+    /// Answer every queued job at once with a tiny fixed file instead of rendering it, so a
+    /// benchmark measures CutX's own cost per job rather than the renderer's.
+    instant: bool,
 }
 
 impl LocalProvider {
     pub fn with_latency(latency: Duration) -> Self {
-        Self { latency }
+        Self { latency, instant: false }
     }
+
+    /// The provider that answers at once (copy is the template copywriter, already instant).
+    pub fn instant() -> Self {
+        Self { latency: Duration::ZERO, instant: true }
+    }
+}
+
+/// The instant provider's files, one per kind of output, encoded once.
+fn tiny(kind: &pb::job_input::Input) -> Result<OutputFile, ProviderError> {
+    use pb::job_input::Input;
+    use std::sync::LazyLock;
+    static PNG: LazyLock<Vec<u8>> = LazyLock::new(|| encoded(image::ImageFormat::Png));
+    static GIF: LazyLock<Vec<u8>> = LazyLock::new(|| encoded(image::ImageFormat::Gif));
+    static WAV: LazyLock<Vec<u8>> = LazyLock::new(|| speech::speak("a", "", 1.0).wav);
+    let (bytes, content_type, extension, side) = match kind {
+        Input::StaticAd(_) | Input::Reframe(_) => (PNG.as_slice(), "image/png", "png", 1),
+        Input::I2v(_) => (GIF.as_slice(), "image/gif", "gif", 1),
+        Input::Tts(_) => (WAV.as_slice(), "audio/wav", "wav", 0),
+        Input::Copy(_) => return Err(ProviderError::permanent("copy makes no file")),
+        Input::UgcVideo(_) => return Err(ProviderError::permanent(UGC_NEEDS_PROVIDER)),
+    };
+    Ok(OutputFile { bytes: Bytes::copy_from_slice(bytes), content_type, extension, width: side, height: side })
+}
+
+/// One white pixel in `format`.
+fn encoded(format: image::ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbaImage::from_pixel(1, 1, image::Rgba([255, 255, 255, 255]))
+        .write_to(&mut out, format)
+        .expect("a pixel encodes");
+    out.into_inner()
 }
 
 /// Runs CPU-heavy drawing and encoding off the async workers.
@@ -169,6 +203,9 @@ impl Provider for LocalProvider {
             return Ok(Produced { variants: copywriter::write_copy(input), ..Produced::default() });
         }
         tokio::time::sleep(self.latency).await;
+        if self.instant {
+            return Ok(one(tiny(input)?));
+        }
         match input {
             Input::Copy(_) => unreachable!("answered above"),
             Input::StaticAd(input) => {
@@ -228,5 +265,30 @@ impl Provider for LocalProvider {
             }
             Input::UgcVideo(_) => Err(ProviderError::permanent(UGC_NEEDS_PROVIDER)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::job_input::Input;
+
+    #[test]
+    fn the_instant_providers_files_are_what_their_content_types_say() {
+        let image = tiny(&Input::StaticAd(pb::StaticAdInput::default())).unwrap();
+        assert_eq!(image.content_type, "image/png");
+        let decoded = image::load_from_memory_with_format(&image.bytes, image::ImageFormat::Png).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (image.width, image.height));
+
+        let clip = tiny(&Input::I2v(pb::ImageToVideoInput::default())).unwrap();
+        assert_eq!(clip.content_type, "image/gif");
+        image::load_from_memory_with_format(&clip.bytes, image::ImageFormat::Gif).unwrap();
+
+        let speech = tiny(&Input::Tts(pb::TtsInput::default())).unwrap();
+        assert_eq!(speech.content_type, "audio/wav");
+        assert!(hound::WavReader::new(std::io::Cursor::new(speech.bytes.to_vec())).unwrap().len() > 0);
+
+        let refused = tiny(&Input::UgcVideo(pb::UgcVideoInput::default())).unwrap_err();
+        assert!(refused.is_permanent());
     }
 }

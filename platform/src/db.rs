@@ -7,10 +7,62 @@ use sea_orm::{
     TransactionOptions, TransactionTrait,
 };
 
-/// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`). Every pooled SQLite
-/// connection runs in WAL mode with `synchronous=NORMAL` (a sync at checkpoints, not at every
-/// commit) and a 10 s busy timeout, so the services of one process can write concurrently.
-pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+/// A service's database: reads go to a pool, writes to [`Db::writes`]. On SQLite the writer is
+/// one connection shared by the whole process, so writers queue in the process (a cheap wait on
+/// the pool) instead of fighting over SQLite's one write lock and sleeping in its busy handler,
+/// and the reading connections are read-only, so a write sent to them fails loudly. On
+/// PostgreSQL, which has no single writer, both are the same pool.
+#[derive(Clone, Debug)]
+pub struct Db {
+    reads: DatabaseConnection,
+    writes: DatabaseConnection,
+}
+
+impl Db {
+    /// One pool for reads and writes alike (PostgreSQL).
+    pub fn single(connection: DatabaseConnection) -> Self {
+        Self { reads: connection.clone(), writes: connection }
+    }
+
+    /// For queries that only read.
+    pub fn reads(&self) -> &DatabaseConnection {
+        &self.reads
+    }
+
+    /// For statements that write, transactions included (see [`Db::begin_write`]).
+    pub fn writes(&self) -> &DatabaseConnection {
+        &self.writes
+    }
+
+    /// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: a deferred
+    /// transaction that reads first and writes later cannot wait for another writer (WAL
+    /// answers `SQLITE_BUSY` at once, past any busy timeout, when the snapshot it read is no
+    /// longer the newest; another process, `cutx migrate`, can still be one), while an immediate
+    /// one takes the write lock up front and so waits its turn. PostgreSQL ignores the mode.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.writes
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+    }
+}
+
+/// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`) with up to `max_connections`
+/// for reads. Every SQLite connection runs in WAL mode with `synchronous=NORMAL` (a sync at
+/// checkpoints, not at every commit) and a busy timeout for other processes' writers.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
+    if !url.starts_with("sqlite:") {
+        return Ok(Db::single(pool(url, max_connections, false).await?));
+    }
+    // The writer first: it creates the file and turns WAL on, which read-only connections cannot.
+    let writes = pool(url, 1, false).await?;
+    let reads = pool(url, max_connections, true).await?;
+    Ok(Db { reads, writes })
+}
+
+async fn pool(url: &str, max_connections: u32, read_only: bool) -> Result<DatabaseConnection, DbErr> {
     use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
     let mut options = ConnectOptions::new(url.to_string());
     options
@@ -20,25 +72,14 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false)
         // Per connection: a pragma set on one pooled connection says nothing of the others.
-        .map_sqlx_sqlite_opts(|sqlite| {
+        .map_sqlx_sqlite_opts(move |sqlite| {
             sqlite
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
+                .read_only(read_only)
         });
     Database::connect(options).await
-}
-
-/// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction
-/// that reads first and writes later cannot wait for another writer (WAL answers `SQLITE_BUSY` at
-/// once, past any busy timeout, when the snapshot it read is no longer the newest), while an
-/// immediate one takes the write lock up front and so waits its turn. PostgreSQL ignores the mode.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
 }
 
 /// The SQLite URL of a database file, created if missing.
@@ -51,16 +92,17 @@ mod tests {
     use super::*;
     use sea_orm::{ConnectionTrait, DbBackend};
 
-    /// Four connections of one pool, each held by a transaction of its own: every one has the
-    /// pragmas, not only the first.
+    /// Four reading connections, each held by a transaction of its own, and the writer: every
+    /// one has the pragmas, not only the first.
     #[tokio::test]
-    async fn every_pooled_sqlite_connection_has_wal_normal_sync_and_the_busy_timeout() {
+    async fn every_sqlite_connection_has_wal_normal_sync_and_the_busy_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let db = connect(&sqlite_url(&dir.path().join("t.db")), 4).await.unwrap();
         let mut held = Vec::new();
         for _ in 0..4 {
-            held.push(db.begin().await.unwrap());
+            held.push(db.reads().begin().await.unwrap());
         }
+        held.push(db.begin_write().await.unwrap());
         let pragma = |name: &'static str| sea_orm::Statement::from_string(DbBackend::Sqlite, format!("PRAGMA {name}"));
         for txn in &held {
             let mode = txn.query_one_raw(pragma("journal_mode")).await.unwrap().unwrap();
@@ -72,6 +114,27 @@ mod tests {
         }
     }
 
+    /// A write sent to the reading pool is refused, so one that bypasses the single writer
+    /// shows up in tests; the writer's commits are seen by the readers at once.
+    #[tokio::test]
+    async fn sqlite_reads_are_read_only_and_see_the_writers_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = connect(&sqlite_url(&dir.path().join("t.db")), 2).await.unwrap();
+        db.writes().execute_unprepared("CREATE TABLE t (n INTEGER NOT NULL)").await.unwrap();
+        let refused = db.reads().execute_unprepared("INSERT INTO t (n) VALUES (1)").await.unwrap_err();
+        assert!(refused.to_string().contains("readonly"), "{refused}");
+        let txn = db.begin_write().await.unwrap();
+        txn.execute_unprepared("INSERT INTO t (n) VALUES (7)").await.unwrap();
+        txn.commit().await.unwrap();
+        let row = db
+            .reads()
+            .query_one_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, "SELECT n FROM t"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 7);
+    }
+
     /// Eight transactions that each read a counter, then write it back plus one, all at once on
     /// one SQLite file: every one lands, none answers "database is locked".
     #[test]
@@ -80,14 +143,14 @@ mod tests {
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let db = connect(&sqlite_url(&dir.path().join("t.db")), 8).await.unwrap();
-            db.execute_unprepared("CREATE TABLE counter (n INTEGER NOT NULL)").await.unwrap();
-            db.execute_unprepared("INSERT INTO counter (n) VALUES (0)").await.unwrap();
+            db.writes().execute_unprepared("CREATE TABLE counter (n INTEGER NOT NULL)").await.unwrap();
+            db.writes().execute_unprepared("INSERT INTO counter (n) VALUES (0)").await.unwrap();
             let tasks: Vec<_> = (0..8)
                 .map(|_| {
                     let db = db.clone();
                     tokio::spawn(async move {
                         for _ in 0..10 {
-                            let txn = begin_write(&db).await?;
+                            let txn = db.begin_write().await?;
                             let row = txn
                                 .query_one_raw(sea_orm::Statement::from_string(
                                     DbBackend::Sqlite,
@@ -108,6 +171,7 @@ mod tests {
                 t.await.unwrap().expect("no transaction is refused");
             }
             let row = db
+                .reads()
                 .query_one_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, "SELECT n FROM counter"))
                 .await
                 .unwrap()

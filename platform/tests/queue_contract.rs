@@ -24,7 +24,7 @@ impl Backend {
         let dir = tempfile::tempdir().unwrap();
         let url = cutx_platform::db::sqlite_url(&dir.path().join("q.db"));
         let db = cutx_platform::db::connect(&url, 4).await.unwrap();
-        cutx_migrations::migrate(&db).await.unwrap();
+        cutx_migrations::migrate(db.writes()).await.unwrap();
         Some(Self::Sql { url, _dir: dir })
     }
 
@@ -267,7 +267,7 @@ async fn sql_an_id_settled_longer_ago_than_the_duplicate_window_may_be_published
     // As if the ack were older than the window.
     let Backend::Sql { url, .. } = &backend else { unreachable!() };
     let db = cutx_platform::db::connect(url, 1).await.unwrap();
-    db.execute_unprepared("UPDATE queue_messages SET acked_at = 0 WHERE id = 'a'").await.unwrap();
+    db.writes().execute_unprepared("UPDATE queue_messages SET acked_at = 0 WHERE id = 'a'").await.unwrap();
     q.publish(backend.message("a")).await.unwrap();
     let again = q.receive(WAIT).await.unwrap().expect("delivered again after the window");
     assert_eq!((again.id.as_str(), again.attempt), ("a", 1));

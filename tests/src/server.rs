@@ -420,7 +420,7 @@ impl Server {
             Some(url) => url.clone(),
             None => cutx_platform::db::sqlite_url(&self.data_dir.join("cutx.db")),
         };
-        cutx_platform::db::connect(&url, 2).await.expect("connecting to the mesh's database")
+        cutx_platform::db::connect(&url, 2).await.expect("connecting to the mesh's database").writes().clone()
     }
 
     /// Sends SIGTERM to one process of a distributed mesh and waits (up to 60 s) for it to exit.

@@ -80,12 +80,13 @@ async fn a_job_a_crash_left_pending_is_failed_and_refunded_once_by_the_sweeper()
     // As if the process had died after charging, before the job moved on.
     let db =
         cutx_platform::db::connect(&cutx_platform::db::sqlite_url(&server.data_dir.join("cutx.db")), 1).await.unwrap();
-    db.execute_unprepared(&format!(
-        "UPDATE jobs SET status = 'pending', updated_at = 0 WHERE id = '{}'",
-        created.job_id
-    ))
-    .await
-    .unwrap();
+    db.writes()
+        .execute_unprepared(&format!(
+            "UPDATE jobs SET status = 'pending', updated_at = 0 WHERE id = '{}'",
+            created.job_id
+        ))
+        .await
+        .unwrap();
     let job = client.wait_for_job(&created.job_id).await;
     assert_eq!(job.status(), pb::JobStatus::Failed);
     cutx_tests::eventually("the refund", Duration::from_secs(10), || async {

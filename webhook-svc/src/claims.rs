@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cutx_platform::clock::now_millis;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter};
 
 mod entity {
     use sea_orm::entity::prelude::*;
@@ -70,11 +70,11 @@ pub enum Claim {
 
 #[derive(Clone)]
 pub struct Claims {
-    db: DatabaseConnection,
+    db: cutx_platform::db::Db,
 }
 
 impl Claims {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: cutx_platform::db::Db) -> Self {
         Self { db }
     }
 
@@ -88,7 +88,7 @@ impl Claims {
         };
         let inserted = entity::Entity::insert(row)
             .on_conflict_do_nothing_on([entity::Column::Id])
-            .exec_without_returning(&self.db)
+            .exec_without_returning(self.db.writes())
             .await?;
         if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n == 1) {
             return Ok(Claim::Taken);
@@ -100,12 +100,12 @@ impl Claims {
             .filter(entity::Column::Id.eq(id))
             .filter(entity::Column::DoneAt.is_null())
             .filter(entity::Column::ReceivedAt.lt(abandoned))
-            .exec(&self.db)
+            .exec(self.db.writes())
             .await?;
         if retaken.rows_affected == 1 {
             return Ok(Claim::Taken);
         }
-        let row = entity::Entity::find_by_id(id.to_string()).one(&self.db).await?;
+        let row = entity::Entity::find_by_id(id.to_string()).one(self.db.reads()).await?;
         Ok(match row {
             Some(row) if row.done_at.is_some() => Claim::Done,
             Some(_) => Claim::InFlight,
@@ -119,14 +119,14 @@ impl Claims {
         entity::Entity::update_many()
             .col_expr(entity::Column::DoneAt, Expr::value(now_millis()))
             .filter(entity::Column::Id.eq(id))
-            .exec(&self.db)
+            .exec(self.db.writes())
             .await?;
         Ok(())
     }
 
     /// Gives a claim back, so the next delivery of the webhook is acted on.
     pub async fn release(&self, id: &str) -> Result<(), DbErr> {
-        entity::Entity::delete_by_id(id.to_string()).exec(&self.db).await?;
+        entity::Entity::delete_by_id(id.to_string()).exec(self.db.writes()).await?;
         Ok(())
     }
 }

@@ -20,11 +20,10 @@ use cutx_platform::media::MediaStore;
 use cutx_platform::mesh::MeshKey;
 use cutx_platform::secret::Secret;
 use cutx_proto::pb::job_internal_service_client::JobInternalServiceClient;
-use sea_orm::DatabaseConnection;
 use tonic::transport::Channel;
 
 pub struct WebhookConfig {
-    pub db: DatabaseConnection,
+    pub db: cutx_platform::db::Db,
     pub mesh: MeshKey,
     /// jobs-svc.
     pub jobs: Channel,

@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sea_orm::sea_query::OnConflict;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::Notify;
 
 use super::{DeadLetter, Delivery, JobQueue, MAX_DELIVERIES, OutgoingMessage, QueueError, Settle};
 use crate::clock::now_millis;
+use crate::db::Db;
 
 mod entity {
     pub mod message {
@@ -76,7 +78,7 @@ pub(super) fn storage(e: impl Into<super::Cause>) -> QueueError {
 /// A durable queue in SQL tables `queue_messages` and `dead_letters`.
 #[derive(Clone)]
 pub struct SqlQueue {
-    db: DatabaseConnection,
+    db: Db,
     visibility: Duration,
     poll: Duration,
     wake: Arc<Notify>,
@@ -84,7 +86,7 @@ pub struct SqlQueue {
 
 impl SqlQueue {
     /// `visibility` is how long a delivery stays claimed without `in_progress`.
-    pub fn new(db: DatabaseConnection, visibility: Duration) -> Self {
+    pub fn new(db: Db, visibility: Duration) -> Self {
         Self { db, visibility, poll: Duration::from_millis(100), wake: Arc::new(Notify::new()) }
     }
 
@@ -105,7 +107,7 @@ impl SqlQueue {
             .order_by_asc(message::Column::Id)
             .limit(4)
             .into_tuple()
-            .all(&self.db)
+            .all(self.db.reads())
             .await
             .map_err(storage)?;
         for id in candidates {
@@ -116,17 +118,11 @@ impl SqlQueue {
                 .col_expr(message::Column::Deliveries, Expr::col(message::Column::Deliveries).add(1))
                 .filter(message::Column::Id.eq(id.clone()))
                 .filter(free())
-                .exec(&self.db)
+                .exec_with_returning(self.db.writes())
                 .await
                 .map_err(storage)?;
-            if claimed.rows_affected != 1 {
-                continue;
-            }
-            let row = message::Entity::find_by_id(id.clone())
-                .one(&self.db)
-                .await
-                .map_err(storage)?
-                .ok_or_else(|| QueueError::Broken(format!("claimed message {id} vanished")))?;
+            // Another worker won it (or it was settled meanwhile): the next candidate.
+            let Some(row) = claimed.into_iter().next() else { continue };
             let attempt = u32::try_from(row.deliveries)
                 .map_err(|_| QueueError::Broken(format!("message {id} has {} deliveries", row.deliveries)))?;
             let settle = SqlSettle { queue: self.clone(), id: id.clone(), token, deliveries: attempt };
@@ -147,38 +143,36 @@ impl SqlQueue {
 impl JobQueue for SqlQueue {
     async fn publish(&self, m: OutgoingMessage) -> Result<(), QueueError> {
         let now = now_millis();
-        // Like JetStream's duplicate window: an id settled (acked or dead-lettered) longer ago
-        // than the window may be published again, so a relay can recover a job whose message
-        // was settled without the job ending. Within the window it is a duplicate, dropped.
-        message::Entity::update_many()
-            .col_expr(message::Column::Deliveries, Expr::value(0i64))
-            .col_expr(message::Column::AvailableAt, Expr::value(now))
-            .col_expr(message::Column::AckedAt, Expr::value(Option::<i64>::None))
-            .col_expr(message::Column::ClaimToken, Expr::value(Option::<String>::None))
-            .col_expr(message::Column::ClaimedUntil, Expr::value(Option::<i64>::None))
-            .col_expr(message::Column::Payload, Expr::value(m.payload.to_vec()))
-            .filter(message::Column::Id.eq(m.id.clone()))
-            .filter(message::Column::AckedAt.lt(now - DUPLICATE_WINDOW.as_millis() as i64))
-            .exec(&self.db)
-            .await
-            .map_err(storage)?;
         let row = message::ActiveModel {
             id: Set(m.id),
             topic: Set(m.topic),
             payload: Set(m.payload.to_vec()),
             deliveries: Set(0),
-            available_at: Set(now_millis()),
+            available_at: Set(now),
             claim_token: Set(None),
             claimed_until: Set(None),
             acked_at: Set(None),
             last_error: Set(None),
-            created_at: Set(now_millis()),
+            created_at: Set(now),
         };
-        message::Entity::insert(row)
-            .on_conflict_do_nothing_on([message::Column::Id])
-            .exec(&self.db)
-            .await
-            .map_err(storage)?;
+        // Like JetStream's duplicate window: an id settled (acked or dead-lettered) longer ago
+        // than the window may be published again, so a relay can recover a job whose message
+        // was settled without the job ending. Within the window, or while it is still queued,
+        // it is a duplicate, dropped. One statement either way.
+        let settled_long_ago =
+            Expr::col((message::Entity, message::Column::AckedAt)).lt(now - DUPLICATE_WINDOW.as_millis() as i64);
+        let again = OnConflict::column(message::Column::Id)
+            .update_columns([
+                message::Column::Deliveries,
+                message::Column::AvailableAt,
+                message::Column::AckedAt,
+                message::Column::ClaimToken,
+                message::Column::ClaimedUntil,
+                message::Column::Payload,
+            ])
+            .action_and_where(settled_long_ago)
+            .to_owned();
+        message::Entity::insert(row).on_conflict(again).try_insert().exec(self.db.writes()).await.map_err(storage)?;
         self.wake.notify_waiters();
         Ok(())
     }
@@ -203,7 +197,7 @@ impl JobQueue for SqlQueue {
         let rows = dead_letter::Entity::find()
             .order_by_asc(dead_letter::Column::CreatedAt)
             .order_by_asc(dead_letter::Column::Id)
-            .all(&self.db)
+            .all(self.db.reads())
             .await
             .map_err(storage)?;
         Ok(rows
@@ -244,7 +238,7 @@ impl Settle for SqlSettle {
             .col_expr(message::Column::ClaimToken, Expr::value(Option::<String>::None))
             .col_expr(message::Column::ClaimedUntil, Expr::value(Option::<i64>::None))
             .filter(self.mine())
-            .exec(&self.queue.db)
+            .exec(self.queue.db.writes())
             .await
             .map_err(storage)?;
         if done.rows_affected == 0 {
@@ -260,7 +254,7 @@ impl Settle for SqlSettle {
             .col_expr(message::Column::ClaimedUntil, Expr::value(Option::<i64>::None))
             .col_expr(message::Column::LastError, Expr::value(error.to_string()))
             .filter(self.mine())
-            .exec(&self.queue.db)
+            .exec(self.queue.db.writes())
             .await
             .map_err(storage)?;
         if done.rows_affected == 0 {
@@ -270,7 +264,7 @@ impl Settle for SqlSettle {
     }
 
     async fn dead_letter(&self, error: &str) -> Result<(), QueueError> {
-        let txn = crate::db::begin_write(&self.queue.db).await.map_err(storage)?;
+        let txn = self.queue.db.begin_write().await.map_err(storage)?;
         // Write first: on SQLite a transaction that reads before it writes fails outright
         // (SQLITE_BUSY_SNAPSHOT) if another connection wrote in between.
         let settled = message::Entity::update_many()
@@ -312,7 +306,7 @@ impl Settle for SqlSettle {
         message::Entity::update_many()
             .col_expr(message::Column::ClaimedUntil, Expr::value(until))
             .filter(self.mine())
-            .exec(&self.queue.db)
+            .exec(self.queue.db.writes())
             .await
             .map_err(storage)?;
         Ok(())

@@ -12,8 +12,8 @@ use cutx_platform::mesh::Caller;
 use cutx_platform::paging::Page;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, Iterable,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
 
 use crate::entity::{balance, ledger};
@@ -207,19 +207,28 @@ impl Store {
     }
 
     async fn apply_once(&self, m: &Movement<'_>) -> Result<Applied, StoreError> {
-        // The common case first, in two statements: the balance row exists, the key is new, the
-        // credits suffice. A replayed key moves the credits too, but its ledger row then breaks
-        // the key's uniqueness and the transaction is undone; anything else goes the careful way.
-        let txn = self.db.begin_write().await?;
-        match apply_in(&txn, m).await {
-            Ok(applied) => {
-                txn.commit().await?;
-                return Ok(applied);
+        // The common case first, in two statements (one on PostgreSQL): the balance row exists,
+        // the key is new, the credits suffice. A replayed key moves the credits too, but its
+        // ledger row then breaks the key's uniqueness and the whole is undone; anything else
+        // goes the careful way.
+        let unique = |e: &DbErr| matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)));
+        if self.db.is_postgres() {
+            match apply_at_once(self.db.writes(), m).await {
+                Ok(Some(applied)) => return Ok(applied),
+                Ok(None) => {}
+                Err(StoreError::Db(e)) if !unique(&e) => return Err(StoreError::Db(e)),
+                Err(_) => {}
             }
-            Err(StoreError::Db(e)) if !matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(StoreError::Db(e));
+        } else {
+            let txn = self.db.begin_write().await?;
+            match apply_in(&txn, m).await {
+                Ok(applied) => {
+                    txn.commit().await?;
+                    return Ok(applied);
+                }
+                Err(StoreError::Db(e)) if !unique(&e) => return Err(StoreError::Db(e)),
+                Err(_) => txn.rollback().await?,
             }
-            Err(_) => txn.rollback().await?,
         }
         let txn = self.db.begin_write().await?;
         ensure_balance_row(&txn, m.user).await?;
@@ -241,8 +250,9 @@ impl Store {
     }
 }
 
-/// Moves the credits of `m` and writes its ledger row, inside `txn`.
-async fn apply_in(txn: &DatabaseTransaction, m: &Movement<'_>) -> Result<Applied, StoreError> {
+/// The conditional update that moves the credits of `m` (none if it would go below zero or past
+/// the largest count), and the signed amount its ledger row records.
+fn movement(m: &Movement<'_>) -> (sea_orm::UpdateMany<balance::Entity>, i64) {
     let used = Expr::col(balance::Column::LifetimeUsed);
     let purchased = Expr::col(balance::Column::LifetimePurchased);
     let amount = m.amount.get();
@@ -276,6 +286,35 @@ async fn apply_in(txn: &DatabaseTransaction, m: &Movement<'_>) -> Result<Applied
         // Given, not bought: only the balance moves.
         EntryType::Bonus | EntryType::FreeTier => update = update.filter(balance::Column::Balance.lte(room)),
     }
+    (update, signed)
+}
+
+/// PostgreSQL: the movement of `m` and its ledger row as one statement (atomic on its own, one
+/// round trip). `None` when it moved nothing: no balance row yet, too few credits, or too many;
+/// a key already used fails the statement, and nothing moves.
+async fn apply_at_once(db: &sea_orm::DatabaseConnection, m: &Movement<'_>) -> Result<Option<Applied>, StoreError> {
+    let (update, signed) = movement(m);
+    let then = "INSERT INTO credit_ledger \
+                (id, user_id, entry_type, amount, balance_after, reference, idempotency_key, created_at) \
+                SELECT $1, $2, $3, $4, balance, $5, $6, $7 FROM moved RETURNING balance_after";
+    let values = vec![
+        uuid::Uuid::now_v7().to_string().into(),
+        m.user.to_string().into(),
+        m.entry_type.to_value().into(),
+        signed.into(),
+        m.reference.into(),
+        m.key.into(),
+        now_millis().into(),
+    ];
+    let statement = cutx_platform::db::chained(update.build(DbBackend::Postgres), "balance", then, values);
+    let Some(row) = db.query_one_raw(statement).await? else { return Ok(None) };
+    let balance: i64 = row.try_get("", "balance_after")?;
+    Ok(Some(Applied { balance: stored(&m.user.to_string(), "balance", balance)?, applied: true, amount: m.amount }))
+}
+
+/// Moves the credits of `m` and writes its ledger row, inside `txn`.
+async fn apply_in(txn: &DatabaseTransaction, m: &Movement<'_>) -> Result<Applied, StoreError> {
+    let (update, signed) = movement(m);
     let Some(after) = update.exec_with_returning(txn).await?.into_iter().next() else {
         if m.entry_type != EntryType::Deduction {
             return Err(StoreError::Overflow { adding: m.amount });

@@ -9,6 +9,7 @@
 
 use cutx_platform::clock::now_millis;
 use cutx_platform::credits::Credits;
+use cutx_platform::db::chained;
 use cutx_platform::ids::{JobId, ProjectId};
 use cutx_platform::mesh::Caller;
 use cutx_platform::paging::Page;
@@ -16,8 +17,8 @@ use cutx_proto::pb;
 use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, Iterable, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, Iterable,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
 
 use crate::entity::{job, output, project, transition};
@@ -156,22 +157,45 @@ impl Store {
             provider_heard_at: None,
         };
         let row: job::ActiveModel = job.clone().into();
+        if self.db.is_postgres() {
+            // The job and its first record in one statement: one round trip, no transaction.
+            let then = "INSERT INTO job_transitions (id, job_id, from_status, to_status, reason, created_at) \
+                        SELECT $1, id, NULL, $2, $3, $4 FROM moved";
+            let values = vec![
+                uuid::Uuid::now_v7().to_string().into(),
+                Status::Pending.to_value().into(),
+                "created".into(),
+                now.into(),
+            ];
+            let statement = chained(job::Entity::insert(row).build(DbBackend::Postgres), "id", then, values);
+            return match self.db.writes().execute_raw(statement).await {
+                Ok(_) => Ok((job, true)),
+                Err(e) => self.lost_race(caller, new, e).await,
+            };
+        }
         let txn = self.db.begin_write().await?;
         let inserted = job::Entity::insert(row).exec_without_returning(&txn).await;
         match inserted {
             Ok(_) => {}
-            // The same key from a concurrent call won the race: answer with its job.
-            Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+            Err(e) => {
                 txn.rollback().await?;
-                let existing = self.find_by_key(caller, new.idempotency_key.as_deref()).await?;
-                return same_request(existing.ok_or(StoreError::Db(e))?, new).map(|job| (job, false));
+                return self.lost_race(caller, new, e).await;
             }
-            Err(e) => return Err(e.into()),
         }
         record(&txn, id, None, Status::Pending, "created").await?;
         txn.commit().await?;
         // The row as this call stored it (the caller moves it on from `pending` next).
         Ok((job, true))
+    }
+
+    /// After an insert failed: the same key from a concurrent call won the race, so the answer
+    /// is its job; any other failure is the error it is.
+    async fn lost_race(&self, caller: Caller, new: &NewJob, e: DbErr) -> Result<(job::Model, bool), StoreError> {
+        if !matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) {
+            return Err(e.into());
+        }
+        let existing = self.find_by_key(caller, new.idempotency_key.as_deref()).await?;
+        same_request(existing.ok_or(StoreError::Db(e))?, new).map(|job| (job, false))
     }
 
     async fn find_by_key(&self, caller: Caller, key: Option<&str>) -> Result<Option<job::Model>, StoreError> {
@@ -299,6 +323,26 @@ impl Store {
                 update = update
                     .col_expr(job::Column::LeaseOwner, Expr::value(lease.token.clone()))
                     .col_expr(job::Column::LeaseUntil, Expr::value(lease.until));
+            }
+            if self.db.is_postgres() && changes.outputs.is_empty() {
+                // The move and its record in one statement: one round trip, no transaction.
+                let then = "INSERT INTO job_transitions (id, job_id, from_status, to_status, reason, created_at) \
+                            SELECT $1, id, $2, $3, $4, $5 FROM moved";
+                let values = vec![
+                    uuid::Uuid::now_v7().to_string().into(),
+                    from.to_value().into(),
+                    to.to_value().into(),
+                    short(reason).into(),
+                    now_millis().into(),
+                ];
+                let statement = chained(update.build(DbBackend::Postgres), "id", then, values);
+                if self.db.writes().execute_raw(statement).await?.rows_affected() == 1 {
+                    return Ok(Moved { from, to, changed: true });
+                }
+                if changes.lease_ended_before.is_some() {
+                    return Err(StoreError::LeaseHeld(id));
+                }
+                continue;
             }
             let txn = self.db.begin_write().await?;
             if update.exec(&txn).await?.rows_affected == 1 {
@@ -584,6 +628,11 @@ impl Store {
     }
 }
 
+/// A transition's reason as stored: at most 500 characters.
+fn short(reason: &str) -> String {
+    reason.chars().take(500).collect()
+}
+
 /// Records a job's stored files, in one statement; recording the same position twice keeps the
 /// first.
 async fn add_outputs(txn: &sea_orm::DatabaseTransaction, id: JobId, outputs: &[pb::StoredOutput]) -> Result<(), DbErr> {
@@ -619,7 +668,7 @@ async fn record(
         job_id: Set(id.to_string()),
         from_status: Set(from),
         to_status: Set(to),
-        reason: Set(reason.chars().take(500).collect()),
+        reason: Set(short(reason)),
         created_at: Set(now_millis()),
     };
     transition::Entity::insert(row).exec_without_returning(txn).await?;

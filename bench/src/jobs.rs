@@ -74,8 +74,18 @@ async fn create_and_complete(mesh: &Mesh, options: &Options) -> anyhow::Result<O
     // milliseconds (signed URLs and all) would load the mesh it measures.
     let db = mesh.server.database().await;
     let deadline = Instant::now() + COMPLETION_DEADLINE;
+    let user = mesh.user.to_string();
     loop {
-        let ended = ended(&db, &mesh.user.to_string()).await?;
+        // A count while waiting (cheap for the database being measured), the rows once at the end.
+        if ended_count(&db, &user).await? < pending.len() as i64 {
+            if Instant::now() > deadline {
+                let left = pending.len() as i64 - ended_count(&db, &user).await?;
+                bail!("{left} static ads were not completed within {} s", COMPLETION_DEADLINE.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let ended = ended(&db, &user).await?;
         if pending.keys().all(|id| ended.contains_key(id)) {
             outcome.elapsed = start.elapsed();
             for (id, end) in ended {
@@ -101,6 +111,20 @@ async fn create_and_complete(mesh: &Mesh, options: &Options) -> anyhow::Result<O
 struct Ended {
     status: String,
     after: Duration,
+}
+
+/// How many of the user's jobs have ended.
+async fn ended_count(db: &DatabaseConnection, user: &str) -> anyhow::Result<i64> {
+    let sql = "SELECT COUNT(*) AS n FROM jobs \
+               WHERE user_id = $1 AND status IN ('completed', 'failed', 'canceled', 'expired')";
+    let backend = db.get_database_backend();
+    let sql = if backend == DbBackend::Sqlite { sql.replace("$1", "?") } else { sql.to_string() };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, [user.into()]))
+        .await
+        .context("counting the jobs that have ended")?
+        .context("a count")?;
+    Ok(row.try_get("", "n")?)
 }
 
 /// The user's jobs that have ended, by id.

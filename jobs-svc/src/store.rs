@@ -324,17 +324,30 @@ impl Store {
                     .col_expr(job::Column::LeaseOwner, Expr::value(lease.token.clone()))
                     .col_expr(job::Column::LeaseUntil, Expr::value(lease.until));
             }
-            if self.db.is_postgres() && changes.outputs.is_empty() {
-                // The move and its record in one statement: one round trip, no transaction.
-                let then = "INSERT INTO job_transitions (id, job_id, from_status, to_status, reason, created_at) \
-                            SELECT $1, id, $2, $3, $4, $5 FROM moved";
-                let values = vec![
+            if self.db.is_postgres() {
+                // The move, its files and its record in one statement: one round trip, no
+                // transaction.
+                let record = "INSERT INTO job_transitions (id, job_id, from_status, to_status, reason, created_at) \
+                              SELECT $1, id, $2, $3, $4, $5 FROM moved";
+                let mut values = vec![
                     uuid::Uuid::now_v7().to_string().into(),
                     from.to_value().into(),
                     to.to_value().into(),
                     short(reason).into(),
                     now_millis().into(),
                 ];
+                let then = match outputs_values(&changes.outputs, &mut values) {
+                    None => record.to_string(),
+                    Some(rows) => format!(
+                        ", files AS (INSERT INTO job_outputs \
+                         (id, job_id, position, media_key, content_type, width, height, size_bytes) \
+                         SELECT v.id, moved.id, v.position, v.media_key, v.content_type, v.width, v.height, \
+                         v.size_bytes FROM moved, (VALUES {rows}) \
+                         AS v (id, position, media_key, content_type, width, height, size_bytes) \
+                         ON CONFLICT (job_id, position) DO NOTHING) {record}"
+                    ),
+                };
+                let then = then.as_str();
                 let statement = chained(update.build(DbBackend::Postgres), "id", then, values);
                 if self.db.writes().execute_raw(statement).await?.rows_affected() == 1 {
                     return Ok(Moved { from, to, changed: true });
@@ -628,6 +641,30 @@ impl Store {
     }
 }
 
+/// The `VALUES` rows of a job's files for a chained PostgreSQL statement, their parameters
+/// appended to `values` (numbered after those already there); `None` without files.
+fn outputs_values(outputs: &[pb::StoredOutput], values: &mut Vec<sea_orm::Value>) -> Option<String> {
+    if outputs.is_empty() {
+        return None;
+    }
+    let mut rows = Vec::with_capacity(outputs.len());
+    for (position, o) in outputs.iter().enumerate() {
+        let first = values.len() + 1;
+        let row: Vec<String> = (first..first + 7).map(|n| format!("${n}")).collect();
+        rows.push(format!("({})", row.join(", ")));
+        values.extend([
+            uuid::Uuid::now_v7().to_string().into(),
+            (position as i32).into(),
+            o.media_key.clone().into(),
+            o.content_type.clone().into(),
+            i64::from(o.width).into(),
+            i64::from(o.height).into(),
+            (o.size_bytes as i64).into(),
+        ]);
+    }
+    Some(rows.join(", "))
+}
+
 /// A transition's reason as stored: at most 500 characters.
 fn short(reason: &str) -> String {
     reason.chars().take(500).collect()
@@ -687,6 +724,87 @@ mod tests {
         let db = cutx_platform::db::connect(&url, 2).await.unwrap();
         cutx_migrations::migrate(db.writes()).await.unwrap();
         (Store::new(db.clone()), db.writes().clone(), dir)
+    }
+
+    /// A store on a fresh PostgreSQL database, when the tests have one.
+    async fn postgres_store() -> Option<Store> {
+        let Ok(admin_url) = std::env::var("CUTX_TEST_POSTGRES_URL") else {
+            assert!(std::env::var("CUTX_REQUIRE_TOOLS").is_err(), "CUTX_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
+        let name = format!("jobs_{}", uuid::Uuid::new_v4().simple());
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+        let db = cutx_platform::db::connect(&url, 4).await.unwrap();
+        cutx_migrations::migrate(db.writes()).await.unwrap();
+        Some(Store::new(db))
+    }
+
+    /// A job's whole life through the store, the same on SQLite (transactions) and PostgreSQL
+    /// (one statement a move): every move recorded once, in order, with its reason; the files
+    /// recorded with the completion; a repeated or refused move changes nothing.
+    async fn moves_are_recorded_once_with_their_files(store: &Store) {
+        let caller = Caller::for_tests(UserId::new());
+        let (job, created) = store.insert_job(caller, &new_job(), Credits::from_u32(3)).await.unwrap();
+        assert!(created);
+        let id: JobId = job.id.parse().unwrap();
+        let moved = store.transition_from(id, Some(Status::Pending), Status::Queued, "queued", Changes::default());
+        assert!(moved.await.unwrap().changed);
+        // A stale "seen" status is read again, not trusted.
+        let lease = Lease { token: "t".into(), until: now_millis() + 60_000 };
+        let changes = Changes { lease: Some(lease), ..Changes::default() };
+        let moved = store.transition_from(id, Some(Status::Pending), Status::Processing, "taken", changes).await;
+        assert_eq!(moved.unwrap(), Moved { from: Status::Queued, to: Status::Processing, changed: true });
+        let file = |key: &str| pb::StoredOutput {
+            media_key: key.into(),
+            content_type: "image/png".into(),
+            width: 2,
+            height: 3,
+            size_bytes: 4,
+        };
+        let changes = Changes { outputs: vec![file("a.png"), file("b.png")], ..Changes::default() };
+        let done = store.transition_from(id, Some(Status::Processing), Status::Completed, "done", changes).await;
+        assert!(done.unwrap().changed);
+        let again = Changes { outputs: vec![file("c.png")], ..Changes::default() };
+        let repeated = store.transition(id, Status::Completed, "done again", again).await.unwrap();
+        assert!(!repeated.changed, "completing a completed job changes nothing");
+        let refused = store.transition(id, Status::Queued, "back", Changes::default()).await;
+        assert!(matches!(refused, Err(StoreError::Refused { .. })), "{refused:?}");
+
+        let history: Vec<(Option<Status>, Status, String)> = transition::Entity::find()
+            .filter(transition::Column::JobId.eq(job.id.clone()))
+            .order_by_asc(transition::Column::Id)
+            .all(store.db.reads())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.from_status, t.to_status, t.reason))
+            .collect();
+        let expected = [
+            (None, Status::Pending, "created"),
+            (Some(Status::Pending), Status::Queued, "queued"),
+            (Some(Status::Queued), Status::Processing, "taken"),
+            (Some(Status::Processing), Status::Completed, "done"),
+        ];
+        let expected: Vec<_> = expected.into_iter().map(|(f, t, r)| (f, t, r.to_string())).collect();
+        assert_eq!(history, expected);
+        let files = store.outputs_of(&[job.id.as_str()]).await.unwrap().remove(&job.id).unwrap();
+        let keys: Vec<(i32, &str, i64)> = files.iter().map(|o| (o.position, o.media_key.as_str(), o.width)).collect();
+        assert_eq!(keys, [(0, "a.png", 2), (1, "b.png", 2)]);
+        assert_eq!(store.find(caller, id).await.unwrap().status, Status::Completed);
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_moves_are_recorded_once_with_their_files() {
+        let (store, _db, _dir) = store().await;
+        moves_are_recorded_once_with_their_files(&store).await;
+    }
+
+    #[tokio::test]
+    async fn on_postgresql_moves_are_recorded_once_with_their_files() {
+        let Some(store) = postgres_store().await else { return };
+        moves_are_recorded_once_with_their_files(&store).await;
     }
 
     fn new_job() -> NewJob {

@@ -5,6 +5,7 @@ mod entity;
 mod input;
 mod internal;
 mod kind;
+mod moves;
 mod projects;
 mod reconcile;
 mod service;

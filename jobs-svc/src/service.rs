@@ -30,6 +30,9 @@ use crate::state::Status as JobStatus;
 use crate::store::{Changes, JobFilter, StoreError};
 use cutx_platform::paging::{Page, PageQuery};
 
+/// How often a watcher looks at its job by itself, besides being woken by a move.
+const WATCH_LOOKS_EVERY: Duration = Duration::from_millis(250);
+
 /// Jobs and projects listed per page when the caller does not say.
 pub(crate) const DEFAULT_PAGE: u64 = 20;
 
@@ -491,6 +494,10 @@ impl JobService for Jobs {
     async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> Result<Response<Self::WatchJobStream>, Status> {
         let caller = self.mesh.caller(&request)?;
         let id = parse_job_id(&request.get_ref().id)?;
+        // Listening before the first read, so no move between the two goes unheard.
+        let wakes = self.store.watch(id);
+        let mut moved = Box::pin(wakes.clone().notified_owned());
+        moved.as_mut().enable();
         let first = self.store.find(caller, id).await?;
         let jobs = self.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -507,7 +514,15 @@ impl JobService for Jobs {
                     }
                     last_sent = Some(key);
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                // Woken by a move this process made, or looking again by itself for a move
+                // another jobs-svc process made; a watcher that went away ends the loop.
+                tokio::select! {
+                    _ = &mut moved => {}
+                    _ = tokio::time::sleep(WATCH_LOOKS_EVERY) => {}
+                    _ = tx.closed() => return,
+                }
+                moved = Box::pin(wakes.clone().notified_owned());
+                moved.as_mut().enable();
                 row = match jobs.store.find(caller, id).await {
                     Ok(r) => r,
                     Err(e) => {

@@ -114,11 +114,17 @@ pub struct JobFilter {
 #[derive(Clone)]
 pub struct Store {
     db: cutx_platform::db::Db,
+    moves: crate::moves::Moves,
 }
 
 impl Store {
     pub fn new(db: cutx_platform::db::Db) -> Self {
-        Self { db }
+        Self { db, moves: crate::moves::Moves::default() }
+    }
+
+    /// What wakes a watcher of `id` when this process moves the job.
+    pub fn watch(&self, id: JobId) -> std::sync::Arc<tokio::sync::Notify> {
+        self.moves.watch(id)
     }
 
     /// Stores a new pending job, or returns the caller's job with the same idempotency key
@@ -350,6 +356,7 @@ impl Store {
                 let then = then.as_str();
                 let statement = chained(update.build(DbBackend::Postgres), "id", then, values);
                 if self.db.writes().execute_raw(statement).await?.rows_affected() == 1 {
+                    self.moves.moved(id);
                     return Ok(Moved { from, to, changed: true });
                 }
                 if changes.lease_ended_before.is_some() {
@@ -362,6 +369,7 @@ impl Store {
                 add_outputs(&txn, id, &changes.outputs).await?;
                 record(&txn, id, Some(from), to, reason).await?;
                 txn.commit().await?;
+                self.moves.moved(id);
                 return Ok(Moved { from, to, changed: true });
             }
             txn.rollback().await?;

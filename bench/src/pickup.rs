@@ -2,10 +2,11 @@
 //! soon a worker takes each job (`pickup`: created → processing).
 //!
 //! The moment a job becomes `processing` is not observable from outside any closer: `WatchJob`
-//! reads the job again every 250 ms (jobs-svc's `watch_job`), and polling `GetJob` would load
-//! the mesh it measures. jobs-svc records every move in `job_transitions` with its own clock, so
-//! pick-up is read from there once the jobs have moved: in whole milliseconds, the resolution of
-//! the stored times.
+//! hears of a move at once, but a watch can start only once the create has answered with the
+//! job's id, by when a worker may have taken it already; polling `GetJob` would load the mesh it
+//! measures. jobs-svc records every move in `job_transitions` with its own clock, so pick-up is
+//! read from there once the jobs have moved: in whole milliseconds, the resolution of the stored
+//! times.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -61,7 +62,7 @@ pub(crate) async fn pickup(mesh: &Mesh, options: &Options, per_second: f64) -> a
         Ok(outcome)
     };
     let mut created = mesh.measure(Scenario::Pickup, "created→processing", pace.label(), load).await?;
-    let resolution = "server clock, whole ms (job_transitions); WatchJob polls every 250 ms".to_string();
+    let resolution = "server clock, whole ms (job_transitions)".to_string();
     created.notes.push(resolution.clone());
     let queued = Report {
         variant: "queued→processing".into(),

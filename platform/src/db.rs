@@ -93,6 +93,47 @@ pub fn sqlite_url(path: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
 
+/// A statement whose `RETURNING` rows feed a second one, as one PostgreSQL statement:
+/// `WITH moved AS (<first> RETURNING ..) <then>`, where `then` reads `moved` and numbers its own
+/// parameters from `$1` (they are renumbered after the first's). One statement is atomic on its
+/// own: no transaction, one round trip. Written out because the query builder has no
+/// data-modifying `WITH`.
+pub fn chained(
+    first: sea_orm::Statement,
+    returning: &str,
+    then: &str,
+    then_values: Vec<sea_orm::Value>,
+) -> sea_orm::Statement {
+    let mut values = first.values.map(|v| v.0).unwrap_or_default();
+    let offset = values.len();
+    let then_sql = renumbered(then, offset);
+    values.extend(then_values);
+    let sql = format!("WITH moved AS ({} RETURNING {returning}) {then_sql}", first.sql);
+    sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
+}
+
+/// `sql` with every parameter `$n` made `$(n + offset)`.
+fn renumbered(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+            digits.push(d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,45 +242,4 @@ mod tests {
             assert_eq!(row.try_get::<i64>("", "n").unwrap(), 80, "no increment is lost");
         });
     }
-}
-
-/// A statement whose `RETURNING` rows feed a second one, as one PostgreSQL statement:
-/// `WITH moved AS (<first> RETURNING ..) <then>`, where `then` reads `moved` and numbers its own
-/// parameters from `$1` (they are renumbered after the first's). One statement is atomic on its
-/// own: no transaction, one round trip. Written out because the query builder has no
-/// data-modifying `WITH`.
-pub fn chained(
-    first: sea_orm::Statement,
-    returning: &str,
-    then: &str,
-    then_values: Vec<sea_orm::Value>,
-) -> sea_orm::Statement {
-    let mut values = first.values.map(|v| v.0).unwrap_or_default();
-    let offset = values.len();
-    let then_sql = renumbered(then, offset);
-    values.extend(then_values);
-    let sql = format!("WITH moved AS ({} RETURNING {returning}) {then_sql}", first.sql);
-    sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
-}
-
-/// `sql` with every parameter `$n` made `$(n + offset)`.
-fn renumbered(sql: &str, offset: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c != '$' {
-            continue;
-        }
-        let mut digits = String::new();
-        while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
-            digits.push(d);
-            chars.next();
-        }
-        match digits.parse::<usize>() {
-            Ok(n) => out.push_str(&(n + offset).to_string()),
-            Err(_) => out.push_str(&digits),
-        }
-    }
-    out
 }

@@ -113,14 +113,21 @@ struct Ended {
     after: Duration,
 }
 
+/// `SELECT <columns>` of the user's jobs that have ended, in `db`'s dialect.
+fn ended_jobs(db: &DatabaseConnection, columns: &str, user: &str) -> Statement {
+    let backend = db.get_database_backend();
+    let user_is = if backend == DbBackend::Sqlite { "?" } else { "$1" };
+    let sql = format!(
+        "SELECT {columns} FROM jobs \
+         WHERE user_id = {user_is} AND status IN ('completed', 'failed', 'canceled', 'expired')"
+    );
+    Statement::from_sql_and_values(backend, sql, [user.into()])
+}
+
 /// How many of the user's jobs have ended.
 async fn ended_count(db: &DatabaseConnection, user: &str) -> anyhow::Result<i64> {
-    let sql = "SELECT COUNT(*) AS n FROM jobs \
-               WHERE user_id = $1 AND status IN ('completed', 'failed', 'canceled', 'expired')";
-    let backend = db.get_database_backend();
-    let sql = if backend == DbBackend::Sqlite { sql.replace("$1", "?") } else { sql.to_string() };
     let row = db
-        .query_one_raw(Statement::from_sql_and_values(backend, sql, [user.into()]))
+        .query_one_raw(ended_jobs(db, "COUNT(*) AS n", user))
         .await
         .context("counting the jobs that have ended")?
         .context("a count")?;
@@ -129,12 +136,8 @@ async fn ended_count(db: &DatabaseConnection, user: &str) -> anyhow::Result<i64>
 
 /// The user's jobs that have ended, by id.
 async fn ended(db: &DatabaseConnection, user: &str) -> anyhow::Result<HashMap<String, Ended>> {
-    let sql = "SELECT id, status, created_at, updated_at FROM jobs \
-               WHERE user_id = $1 AND status IN ('completed', 'failed', 'canceled', 'expired')";
-    let backend = db.get_database_backend();
-    let sql = if backend == DbBackend::Sqlite { sql.replace("$1", "?") } else { sql.to_string() };
     let rows = db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, [user.into()]))
+        .query_all_raw(ended_jobs(db, "id, status, created_at, updated_at", user))
         .await
         .context("reading the jobs that have ended")?;
     let mut ended = HashMap::new();

@@ -192,17 +192,7 @@ fn a_debit_racing_the_refund_of_its_job_is_either_refunded_or_never_charged() {
 
 /// A store on a fresh PostgreSQL database, when the test run has a server (scripts/test.sh).
 async fn postgres_store() -> Option<Store> {
-    use sea_orm::ConnectionTrait;
-    let Ok(admin_url) = std::env::var("CUTX_TEST_POSTGRES_URL") else {
-        assert!(std::env::var("CUTX_REQUIRE_TOOLS").is_err(), "CUTX_TEST_POSTGRES_URL is not set");
-        eprintln!("PostgreSQL not available: skipped");
-        return None;
-    };
-    let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
-    let name = format!("billing_{}", uuid::Uuid::new_v4().simple());
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-    let db = cutx_platform::db::connect(&url, 8).await.unwrap();
+    let db = cutx_platform::db::fresh_postgres("billing", 8).await?;
     cutx_migrations::migrate(db.writes()).await.unwrap();
     Some(Store::new(db))
 }

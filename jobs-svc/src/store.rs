@@ -736,15 +736,7 @@ mod tests {
 
     /// A store on a fresh PostgreSQL database, when the tests have one.
     async fn postgres_store() -> Option<Store> {
-        let Ok(admin_url) = std::env::var("CUTX_TEST_POSTGRES_URL") else {
-            assert!(std::env::var("CUTX_REQUIRE_TOOLS").is_err(), "CUTX_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
-        let name = format!("jobs_{}", uuid::Uuid::new_v4().simple());
-        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-        let db = cutx_platform::db::connect(&url, 4).await.unwrap();
+        let db = cutx_platform::db::fresh_postgres("jobs", 4).await?;
         cutx_migrations::migrate(db.writes()).await.unwrap();
         Some(Store::new(db))
     }

@@ -134,6 +134,24 @@ fn renumbered(sql: &str, offset: usize) -> String {
     out
 }
 
+/// A fresh, empty PostgreSQL database on the test run's server (`CUTX_TEST_POSTGRES_URL`, which
+/// scripts/test.sh sets), named `<prefix>_<random>`; `None` when the run has no server, which
+/// `CUTX_REQUIRE_TOOLS` turns into a failure.
+#[cfg(any(test, feature = "test-util"))]
+pub async fn fresh_postgres(prefix: &str, max_connections: u32) -> Option<Db> {
+    use sea_orm::ConnectionTrait;
+    let Ok(admin_url) = std::env::var("CUTX_TEST_POSTGRES_URL") else {
+        assert!(std::env::var("CUTX_REQUIRE_TOOLS").is_err(), "CUTX_TEST_POSTGRES_URL is not set");
+        eprintln!("PostgreSQL not available: skipped");
+        return None;
+    };
+    let admin = Database::connect(&admin_url).await.expect("connecting to the test PostgreSQL");
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("creating a test database");
+    let (server, _) = admin_url.rsplit_once('/').expect("a database URL ends in /<database>");
+    Some(connect(&format!("{server}/{name}"), max_connections).await.expect("connecting to the test database"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

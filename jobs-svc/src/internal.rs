@@ -109,7 +109,7 @@ impl JobInternalService for Jobs {
         } else {
             format!("completed from prediction {prediction_id}")
         };
-        let status = self.complete_with(id, Some(row.status), &outputs, &note).await?;
+        let status = self.complete_with(id, Some(row.status), outputs, &note).await?;
         Ok(Response::new(pb::CompleteJobResponse { status: status.to_pb() as i32 }))
     }
 
@@ -189,10 +189,10 @@ impl Jobs {
         &self,
         id: JobId,
         seen: Option<JobStatus>,
-        outputs: &[pb::StoredOutput],
+        outputs: Vec<pb::StoredOutput>,
         note: &str,
     ) -> Result<JobStatus, Status> {
-        let changes = Changes { outputs: outputs.to_vec(), ..Changes::default() };
+        let changes = Changes { outputs, ..Changes::default() };
         match self.store.transition_from(id, seen, JobStatus::Completed, note, changes).await {
             Ok(moved) => Ok(moved.to),
             Err(StoreError::Refused { .. }) => Ok(self.store.find_for_worker(id).await?.status),

@@ -108,7 +108,7 @@ impl Jobs {
         match copy_outputs(answer, &id.to_string(), &remote.http, self.media.as_ref()).await {
             Ok(outputs) => {
                 let note = format!("completed from prediction {} (reconciler)", answer.id);
-                self.complete_with(id, None, &outputs, &note).await
+                self.complete_with(id, None, outputs, &note).await
             }
             Err(e) if e.is_permanent() => {
                 tracing::warn!(job = %id, error = %e, "copying a prediction's outputs");

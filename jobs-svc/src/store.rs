@@ -165,15 +165,8 @@ impl Store {
         let row: job::ActiveModel = job.clone().into();
         if self.db.is_postgres() {
             // The job and its first record in one statement: one round trip, no transaction.
-            let then = "INSERT INTO job_transitions (id, job_id, from_status, to_status, reason, created_at) \
-                        SELECT $1, id, NULL, $2, $3, $4 FROM moved";
-            let values = vec![
-                uuid::Uuid::now_v7().to_string().into(),
-                Status::Pending.to_value().into(),
-                "created".into(),
-                now.into(),
-            ];
-            let statement = chained(job::Entity::insert(row).build(DbBackend::Postgres), "id", then, values);
+            let values = record_values(None, Status::Pending, "created", now);
+            let statement = chained(job::Entity::insert(row).build(DbBackend::Postgres), "id", RECORD_MOVED, values);
             return match self.db.writes().execute_raw(statement).await {
                 Ok(_) => Ok((job, true)),
                 Err(e) => self.lost_race(caller, new, e).await,
@@ -333,24 +326,16 @@ impl Store {
             if self.db.is_postgres() {
                 // The move, its files and its record in one statement: one round trip, no
                 // transaction.
-                let record = "INSERT INTO job_transitions (id, job_id, from_status, to_status, reason, created_at) \
-                              SELECT $1, id, $2, $3, $4, $5 FROM moved";
-                let mut values = vec![
-                    uuid::Uuid::now_v7().to_string().into(),
-                    from.to_value().into(),
-                    to.to_value().into(),
-                    short(reason).into(),
-                    now_millis().into(),
-                ];
+                let mut values = record_values(Some(from), to, reason, now_millis());
                 let then = match outputs_values(&changes.outputs, &mut values) {
-                    None => record.to_string(),
+                    None => RECORD_MOVED.to_string(),
                     Some(rows) => format!(
                         ", files AS (INSERT INTO job_outputs \
                          (id, job_id, position, media_key, content_type, width, height, size_bytes) \
                          SELECT v.id, moved.id, v.position, v.media_key, v.content_type, v.width, v.height, \
                          v.size_bytes FROM moved, (VALUES {rows}) \
                          AS v (id, position, media_key, content_type, width, height, size_bytes) \
-                         ON CONFLICT (job_id, position) DO NOTHING) {record}"
+                         ON CONFLICT (job_id, position) DO NOTHING) {RECORD_MOVED}"
                     ),
                 };
                 let then = then.as_str();
@@ -647,6 +632,22 @@ impl Store {
         }
         Ok(query.order_by_desc(project::Column::Id).offset(page.offset).limit(page.limit).all(self.db.reads()).await?)
     }
+}
+
+/// PostgreSQL: records the move of the job a chained statement's first part returned
+/// (`moved`), with the parameters [`record_values`] gives.
+const RECORD_MOVED: &str = "INSERT INTO job_transitions (id, job_id, from_status, to_status, reason, created_at) \
+                            SELECT $1, id, $2, $3, $4, $5 FROM moved";
+
+/// The parameters of [`RECORD_MOVED`].
+fn record_values(from: Option<Status>, to: Status, reason: &str, at: i64) -> Vec<sea_orm::Value> {
+    vec![
+        uuid::Uuid::now_v7().to_string().into(),
+        sea_orm::Value::String(from.map(|f| f.to_value())),
+        to.to_value().into(),
+        short(reason).into(),
+        at.into(),
+    ]
 }
 
 /// The `VALUES` rows of a job's files for a chained PostgreSQL statement, their parameters

@@ -161,17 +161,18 @@ impl LocalProvider {
 fn tiny(kind: &pb::job_input::Input) -> Result<OutputFile, ProviderError> {
     use pb::job_input::Input;
     use std::sync::LazyLock;
-    static PNG: LazyLock<Vec<u8>> = LazyLock::new(|| encoded(image::ImageFormat::Png));
-    static GIF: LazyLock<Vec<u8>> = LazyLock::new(|| encoded(image::ImageFormat::Gif));
-    static WAV: LazyLock<Vec<u8>> = LazyLock::new(|| speech::speak("a", "", 1.0).wav);
+    // Shared, not copied: a job's file is a reference to the one encoded here.
+    static PNG: LazyLock<Bytes> = LazyLock::new(|| encoded(image::ImageFormat::Png).into());
+    static GIF: LazyLock<Bytes> = LazyLock::new(|| encoded(image::ImageFormat::Gif).into());
+    static WAV: LazyLock<Bytes> = LazyLock::new(|| speech::speak("a", "", 1.0).wav.into());
     let (bytes, content_type, extension, side) = match kind {
-        Input::StaticAd(_) | Input::Reframe(_) => (PNG.as_slice(), "image/png", "png", 1),
-        Input::I2v(_) => (GIF.as_slice(), "image/gif", "gif", 1),
-        Input::Tts(_) => (WAV.as_slice(), "audio/wav", "wav", 0),
+        Input::StaticAd(_) | Input::Reframe(_) => (PNG.clone(), "image/png", "png", 1),
+        Input::I2v(_) => (GIF.clone(), "image/gif", "gif", 1),
+        Input::Tts(_) => (WAV.clone(), "audio/wav", "wav", 0),
         Input::Copy(_) => return Err(ProviderError::permanent("copy makes no file")),
         Input::UgcVideo(_) => return Err(ProviderError::permanent(UGC_NEEDS_PROVIDER)),
     };
-    Ok(OutputFile { bytes: Bytes::copy_from_slice(bytes), content_type, extension, width: side, height: side })
+    Ok(OutputFile { bytes, content_type, extension, width: side, height: side })
 }
 
 /// One white pixel in `format`.

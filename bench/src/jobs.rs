@@ -40,36 +40,11 @@ pub(crate) async fn static_ads(mesh: &Mesh, options: &Options) -> anyhow::Result
 
 async fn create_and_complete(mesh: &Mesh, options: &Options) -> anyhow::Result<Outcome> {
     let start = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let creators: Vec<_> = (0..options.concurrency)
-        .map(|_| {
-            let (rest, next, jobs) = (mesh.rest.clone(), next.clone(), options.jobs);
-            tokio::spawn(async move {
-                let mut created = Outcome::<(String, Instant)>::new();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= jobs {
-                        break created;
-                    }
-                    let sent = Instant::now();
-                    match rest.static_ad(n as u64).await {
-                        Ok(id) => created.answered(sent.elapsed(), (id, Instant::now())),
-                        Err(e) => created.failed(&e),
-                    }
-                }
-            })
-        })
-        .collect();
-    let mut pending = HashMap::new();
+    let created = create_static_ads(mesh, options.jobs, options.concurrency).await?;
+    let mut pending: HashMap<String, Instant> = created.answers.into_iter().collect();
     let mut outcome = Outcome::new();
-    for creator in creators {
-        let created = creator.await?;
-        pending.extend(created.answers);
-        outcome.errors += created.errors;
-        if outcome.notes.is_empty() {
-            outcome.notes = created.notes;
-        }
-    }
+    outcome.errors = created.errors;
+    outcome.notes = created.notes;
     // Watched in the database, not over the API: a page of completed jobs read every few
     // milliseconds (signed URLs and all) would load the mesh it measures.
     let db = mesh.server.database().await;
@@ -105,6 +80,46 @@ async fn create_and_complete(mesh: &Mesh, options: &Options) -> anyhow::Result<O
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Creates `jobs` static ads, `callers` at a time: each answered create's job id and when it
+/// was answered, and the creates that failed.
+pub(crate) async fn create_static_ads(
+    mesh: &Mesh,
+    jobs: usize,
+    callers: usize,
+) -> anyhow::Result<Outcome<(String, Instant)>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let creators: Vec<_> = (0..callers)
+        .map(|_| {
+            let (rest, next) = (mesh.rest.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut created = Outcome::<(String, Instant)>::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= jobs {
+                        break created;
+                    }
+                    let sent = Instant::now();
+                    match rest.static_ad(n as u64).await {
+                        Ok(id) => created.answered(sent.elapsed(), (id, Instant::now())),
+                        Err(e) => created.failed(&e),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = Outcome::new();
+    for creator in creators {
+        let mut created = creator.await.context("a creator panicked")?;
+        all.done += created.done;
+        all.errors += created.errors;
+        all.answers.append(&mut created.answers);
+        if all.notes.is_empty() {
+            all.notes = created.notes;
+        }
+    }
+    Ok(all)
 }
 
 /// How a job ended, and how long after it was created (jobs-svc's clock, whole milliseconds).

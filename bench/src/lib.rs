@@ -20,6 +20,7 @@ mod reads;
 mod report;
 mod rest;
 mod startup;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -51,12 +52,24 @@ pub enum Scenario {
     /// `GetJob` of one completed job over REST and gRPC through the gateway and over gRPC
     /// straight to jobs-svc, one after the other on the same CutX.
     GetJob,
+    /// Replicate's signed callbacks to webhook-svc, about static ads handed to a fake Replicate:
+    /// `processing` callbacks for the duration (each recorded in its job's history), then each
+    /// job's `succeeded` callback once (its output copied, the job completed).
+    Webhooks,
 }
 
 impl Scenario {
     /// Every scenario, in the order a full run takes them.
-    pub const ALL: [Scenario; 7] =
-        [Self::Startup, Self::Floor, Self::Copy, Self::StaticAd, Self::CreateRate, Self::Pickup, Self::GetJob];
+    pub const ALL: [Scenario; 8] = [
+        Self::Startup,
+        Self::Floor,
+        Self::Copy,
+        Self::StaticAd,
+        Self::CreateRate,
+        Self::Pickup,
+        Self::GetJob,
+        Self::Webhooks,
+    ];
 
     /// The name on the command line and in the table.
     pub fn name(self) -> &'static str {
@@ -68,6 +81,7 @@ impl Scenario {
             Self::CreateRate => "create-rate",
             Self::Pickup => "pickup",
             Self::GetJob => "get-job",
+            Self::Webhooks => "webhooks",
         }
     }
 
@@ -77,7 +91,7 @@ impl Scenario {
         match self {
             Self::Startup => mode == Mode::Dev,
             Self::Floor => mode == Mode::Distributed,
-            Self::Copy | Self::StaticAd | Self::CreateRate | Self::Pickup | Self::GetJob => true,
+            Self::Copy | Self::StaticAd | Self::CreateRate | Self::Pickup | Self::GetJob | Self::Webhooks => true,
         }
     }
 }
@@ -142,6 +156,8 @@ pub async fn run(mode: Mode, options: &Options) -> anyhow::Result<Vec<Report>> {
     match scenario {
         Scenario::Startup => return Ok(vec![startup::run(options).await?]),
         Scenario::Floor => return Ok(vec![floor::run(options).await?]),
+        // Its own CutX, with a fake Replicate behind it; the provider is Replicate.
+        Scenario::Webhooks => return webhooks::webhooks(mode, options).await,
         Scenario::Copy | Scenario::StaticAd | Scenario::CreateRate | Scenario::Pickup | Scenario::GetJob => {}
     }
     let mesh = Mesh::start(mode, options.provider).await?;
@@ -153,7 +169,7 @@ pub async fn run(mode: Mode, options: &Options) -> anyhow::Result<Vec<Report>> {
         }
         Scenario::Pickup => pickup::pickup(&mesh, options, options.rate.unwrap_or(PICKUP_RATE)).await,
         Scenario::GetJob => reads::get_job(&mesh, options, options.pace()).await,
-        Scenario::Startup | Scenario::Floor => unreachable!("run above without a mesh"),
+        Scenario::Startup | Scenario::Floor | Scenario::Webhooks => unreachable!("run above without this mesh"),
     };
     mesh.stop().await;
     let mut reports = reports?;

@@ -68,7 +68,7 @@ fn default_providers(scenario: Scenario) -> Vec<cutx_bench::Provider> {
 
 /// Whether `--rate` changes how the scenario runs.
 fn takes_rate(scenario: Scenario) -> bool {
-    matches!(scenario, Scenario::Copy | Scenario::CreateRate | Scenario::Pickup | Scenario::GetJob)
+    matches!(scenario, Scenario::Copy | Scenario::CreateRate | Scenario::Pickup | Scenario::GetJob | Scenario::Webhooks)
 }
 
 #[tokio::main]

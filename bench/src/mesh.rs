@@ -34,6 +34,11 @@ pub(crate) const ENV: [(&str, &str); 2] = [("CUTX_FREE_CREDITS", "1000000000"), 
 
 impl Mesh {
     pub async fn start(mode: Mode, provider: crate::Provider) -> anyhow::Result<Self> {
+        Self::start_with(mode, provider, &[]).await
+    }
+
+    /// Started with `extra` settings besides [`ENV`] (a Replicate to hand jobs to, ...).
+    pub async fn start_with(mode: Mode, provider: crate::Provider, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
         // The bench picks the mesh key so it can mint tokens for jobs-svc; the harness applies a
         // caller's variables after its own, so this one is the key every process uses.
         let secret = Secret::random();
@@ -42,6 +47,7 @@ impl Mesh {
         if provider == crate::Provider::Instant {
             env.push(("CUTX_INSTANT_PROVIDER", "true"));
         }
+        env.extend_from_slice(extra);
         let server = match mode {
             Mode::Dev => Server::spawn_with(&env).await,
             Mode::Distributed => {

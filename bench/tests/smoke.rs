@@ -147,3 +147,30 @@ fn a_scenario_outside_its_mode_is_refused_rather_than_run() {
         assert!(refused.to_string().contains("does not run in"), "{refused}");
     }
 }
+
+async fn signed_webhooks_are_each_applied_once(mode: Mode) {
+    if !available(mode) {
+        return;
+    }
+    let rows = cutx_bench::run(mode, &options(Scenario::Webhooks)).await.unwrap();
+    let variants: Vec<&str> = rows.iter().map(|r| r.variant.as_str()).collect();
+    assert_eq!(variants, ["progress", "completed"], "{rows:?}");
+    let (progress, completed) = (&rows[0], &rows[1]);
+    assert!(progress.done > 0 && progress.errors == 0, "{progress:?}");
+    assert!(progress.notes.iter().any(|n| n == &format!("{} recorded in the jobs' history", progress.done)));
+    assert_eq!((completed.done, completed.errors), (20, 0), "each job's completion applied: {completed:?}");
+    assert_eq!(completed.latency.len(), 20);
+    for row in &rows {
+        assert_eq!(row.charged, 0, "callbacks move no credits (the jobs were charged when created)");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_replicate_webhooks_are_applied_and_each_job_completed_once_in_dev() {
+    signed_webhooks_are_each_applied_once(Mode::Dev).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_replicate_webhooks_are_applied_and_each_job_completed_once_when_distributed() {
+    signed_webhooks_are_each_applied_once(Mode::Distributed).await;
+}

@@ -196,6 +196,12 @@ impl FakeReplicate {
         self.shared.book.lock().unwrap().find(id).map(state::Prediction::recorded)
     }
 
+    /// The prediction object as the fake's API and webhooks give it now, to send a webhook of
+    /// one's own (a benchmark's load, a forged or replayed callback).
+    pub fn body(&self, id: &str) -> Option<Value> {
+        self.shared.book.lock().unwrap().find(id).map(|p| p.to_json(&self.shared.origin))
+    }
+
     pub fn creates(&self) -> Creates {
         self.shared.book.lock().unwrap().creates
     }

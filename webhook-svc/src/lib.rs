@@ -10,6 +10,7 @@
 
 mod claims;
 mod replicate;
+pub mod stripe_signature;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -49,6 +49,10 @@ pub struct DevOptions {
     pub housekeeping: jobs_svc::Housekeeping,
     /// Lets a test put its own queue in front of the real one (one that loses publishes, say).
     pub wrap_queue: Option<WrapQueue>,
+    /// What billing-svc sells.
+    pub catalog: billing_svc::catalog::Catalog,
+    /// Stripe's webhook signing secrets; none, `/webhooks/stripe` answers 503.
+    pub stripe_webhook_secrets: Vec<cutx_platform::secret::Secret>,
 }
 
 impl DevOptions {
@@ -68,6 +72,8 @@ impl DevOptions {
             visibility: Duration::from_secs(60),
             prices: jobs_svc::Prices::default(),
             housekeeping: jobs_svc::Housekeeping::default(),
+            catalog: billing_svc::catalog::Catalog::reference(),
+            stripe_webhook_secrets: Vec::new(),
             wrap_queue: None,
         }
     }
@@ -109,6 +115,8 @@ impl DevMesh {
             prices,
             housekeeping,
             wrap_queue,
+            catalog,
+            stripe_webhook_secrets,
         } = options;
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let secrets = Secrets::load_or_create(&data_dir)?;
@@ -158,6 +166,8 @@ impl DevMesh {
             replicate: outside.replicate.clone(),
             replicate_secret: outside.webhook_secret.clone(),
             answer_within: Duration::from_secs(3),
+            billing: billing_c.clone(),
+            stripe_secrets: stripe_webhook_secrets,
         });
         let gateway = Gateway::build(GatewayConfig {
             listen,
@@ -202,7 +212,14 @@ impl DevMesh {
             free_credits,
         };
         tasks.push(("auth", tokio::spawn(auth_svc::serve(auth_l, auth, until_stopped()))));
-        tasks.push(("billing", tokio::spawn(billing_svc::serve(billing_l, db.clone(), mesh.clone(), until_stopped()))));
+        tasks.push((
+            "billing",
+            tokio::spawn(billing_svc::serve(
+                billing_l,
+                billing_svc::BillingConfig { catalog, ..billing_svc::BillingConfig::new(db.clone(), mesh.clone()) },
+                until_stopped(),
+            )),
+        ));
         let jobs = jobs_svc::JobsConfig {
             db: db.clone(),
             mesh: mesh.clone(),

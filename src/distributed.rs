@@ -254,13 +254,17 @@ pub struct BillingArgs {
     pub db: DatabaseArgs,
     #[command(flatten)]
     pub mesh: MeshArgs,
+    #[command(flatten)]
+    pub catalog: crate::payments::CatalogArgs,
 }
 
 pub async fn billing(args: BillingArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let mesh = args.mesh.key()?;
+    let catalog = args.catalog.catalog()?;
     let db = args.db.connect().await?;
     let listener = bind("billing", &args.listen).await?;
-    billing_svc::serve(listener, db, mesh, shutdown).await
+    let config = billing_svc::BillingConfig { catalog, ..billing_svc::BillingConfig::new(db, mesh) };
+    billing_svc::serve(listener, config, shutdown).await
 }
 
 #[derive(Args, Debug)]
@@ -447,6 +451,9 @@ pub struct WebhookArgs {
     pub listen: String,
     #[arg(long, env = "CUTX_JOBS_ADDR")]
     pub jobs_addr: String,
+    /// billing-svc, which Stripe's events are applied through.
+    #[arg(long, env = "CUTX_BILLING_ADDR")]
+    pub billing_addr: String,
     /// A callback still being acted on after this long is answered 202 and finished meanwhile.
     #[arg(long, env = "CUTX_WEBHOOK_ANSWER_WITHIN_MS", default_value_t = 3000)]
     pub answer_within_ms: u64,
@@ -460,13 +467,20 @@ pub struct WebhookArgs {
     pub fetch: FetchArgs,
     #[command(flatten)]
     pub replicate: ReplicateArgs,
+    #[command(flatten)]
+    pub stripe: crate::payments::StripeWebhookArgs,
 }
 
 pub async fn webhook(args: WebhookArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let (mesh, jobs) = (args.mesh.key()?, channel(&args.jobs_addr, "CUTX_JOBS_ADDR")?);
+    let billing = channel(&args.billing_addr, "CUTX_BILLING_ADDR")?;
     let outside = Outside::build(&args.fetch, &args.replicate)?;
-    if outside.replicate.is_none() && outside.webhook_secret.is_none() {
-        bail!("cutx webhook needs CUTX_REPLICATE_TOKEN (to fetch the signing secret) or CUTX_REPLICATE_WEBHOOK_SECRET");
+    let stripe_secrets = args.stripe.secrets();
+    if outside.replicate.is_none() && outside.webhook_secret.is_none() && stripe_secrets.is_empty() {
+        bail!(
+            "cutx webhook needs Replicate (CUTX_REPLICATE_TOKEN or CUTX_REPLICATE_WEBHOOK_SECRET) or Stripe \
+             (CUTX_STRIPE_WEBHOOK_SECRET) to take webhooks from"
+        );
     }
     let config = webhook_svc::WebhookConfig {
         db: args.db.connect().await?,
@@ -477,6 +491,8 @@ pub async fn webhook(args: WebhookArgs, shutdown: impl Future<Output = ()> + Sen
         replicate: outside.replicate.clone(),
         replicate_secret: outside.webhook_secret.clone(),
         answer_within: Duration::from_millis(at_least(args.answer_within_ms, 1, "CUTX_WEBHOOK_ANSWER_WITHIN_MS")?),
+        billing,
+        stripe_secrets,
     };
     let listener = bind("webhook", &args.listen).await?;
     webhook_svc::serve(listener, config, shutdown).await

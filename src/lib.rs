@@ -4,5 +4,6 @@
 pub mod config;
 pub mod dev;
 pub mod distributed;
+pub mod payments;
 pub mod remote;
 mod secrets;

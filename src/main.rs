@@ -48,6 +48,10 @@ enum Command {
         replicate: cutx::remote::ReplicateArgs,
         #[command(flatten)]
         deadlines: cutx::remote::DeadlineArgs,
+        #[command(flatten)]
+        catalog: cutx::payments::CatalogArgs,
+        #[command(flatten)]
+        stripe: cutx::payments::StripeWebhookArgs,
     },
     /// Applies the database schema (PostgreSQL or SQLite) and exits.
     Migrate(distributed::MigrateArgs),
@@ -61,7 +65,8 @@ enum Command {
     Billing(distributed::BillingArgs),
     /// Queue consumers and providers; run as many as you like.
     Pipeline(distributed::PipelineArgs),
-    /// Inbound webhooks (Replicate): verified, de-duplicated, turned into calls on jobs-svc.
+    /// Inbound webhooks (Replicate, Stripe): verified, de-duplicated, turned into calls on jobs-svc
+    /// and billing-svc.
     Webhook(distributed::WebhookArgs),
 }
 
@@ -89,6 +94,8 @@ async fn main() -> anyhow::Result<()> {
             fetch,
             replicate,
             deadlines,
+            catalog,
+            stripe,
         } => {
             let mut options = DevOptions::new(listen, data_dir.clone());
             options.public_url =
@@ -98,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
             options.webhooks = replicate_webhooks;
             options.free_credits = cutx_platform::credits::Credits::from_u32(free_credits);
             options.deadlines = deadlines.deadlines()?;
+            options.catalog = catalog.catalog()?;
+            options.stripe_webhook_secrets = stripe.secrets();
             let provider = match (options.outside.replicate.is_some(), instant_provider) {
                 (true, _) => format!("Replicate ({})", replicate.replicate_base_url),
                 (false, true) => "instant (tiny fixed files, for benchmarks)".to_string(),

@@ -14,6 +14,8 @@ pub enum EntryType {
     Subscription,
     Bonus,
     FreeTier,
+    /// Credits taken back for a payment Stripe refunded (negative).
+    Adjustment,
 }
 
 impl EntryType {
@@ -25,17 +27,27 @@ impl EntryType {
             Self::Subscription => LedgerEntryType::Subscription,
             Self::Bonus => LedgerEntryType::Bonus,
             Self::FreeTier => LedgerEntryType::FreeTier,
+            Self::Adjustment => LedgerEntryType::Adjustment,
         }
     }
 
-    /// The types a grant may have; deductions and refunds only come from Debit and Refund.
+    /// Whether an entry of this type takes credits from the balance.
+    pub fn takes(self) -> bool {
+        matches!(self, Self::Deduction | Self::Adjustment)
+    }
+
+    /// The types a grant may have; deductions and refunds only come from Debit and Refund,
+    /// adjustments from a refunded Stripe charge.
     pub fn grant_from_pb(t: LedgerEntryType) -> Option<Self> {
         match t {
             LedgerEntryType::Purchase => Some(Self::Purchase),
             LedgerEntryType::Subscription => Some(Self::Subscription),
             LedgerEntryType::Bonus => Some(Self::Bonus),
             LedgerEntryType::FreeTier => Some(Self::FreeTier),
-            LedgerEntryType::Unspecified | LedgerEntryType::Deduction | LedgerEntryType::Refund => None,
+            LedgerEntryType::Unspecified
+            | LedgerEntryType::Deduction
+            | LedgerEntryType::Refund
+            | LedgerEntryType::Adjustment => None,
         }
     }
 }
@@ -49,7 +61,7 @@ mod tests {
     #[test]
     fn each_entry_type_is_stored_as_the_word_the_database_already_holds() {
         let words: Vec<String> = EntryType::iter().map(|t| t.to_value()).collect();
-        assert_eq!(words, ["deduction", "refund", "purchase", "subscription", "bonus", "free_tier"]);
+        assert_eq!(words, ["deduction", "refund", "purchase", "subscription", "bonus", "free_tier", "adjustment"]);
         for t in EntryType::iter() {
             assert_eq!(EntryType::try_from_value(&t.to_value()).unwrap(), t);
             assert_ne!(t.to_pb(), LedgerEntryType::Unspecified);

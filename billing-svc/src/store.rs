@@ -25,6 +25,13 @@ pub enum StoreError {
     InsufficientCredits { needed: Credits, balance: Credits },
     #[error("the balance cannot hold {adding} more credits")]
     Overflow { adding: Credits },
+    /// TigerBeetle's rule: an idempotency key names one movement; the same key for another
+    /// amount, type or user is refused rather than answered as the first.
+    #[error("idempotency key {key:?} was used for another movement")]
+    KeyReused { key: String },
+    /// A concurrent change to the same payment won; the caller may try again.
+    #[error("payment {0} changed meanwhile")]
+    Contended(String),
     #[error("database: {0}")]
     Db(#[from] DbErr),
     /// A stored entry holds a word no enum of ours knows (sea-orm's own error names only the
@@ -50,17 +57,17 @@ pub struct Balance {
 
 #[derive(Clone)]
 pub struct Store {
-    db: cutx_platform::db::Db,
+    pub(crate) db: cutx_platform::db::Db,
 }
 
 /// One movement to apply.
-struct Movement<'a> {
-    user: UserId,
-    /// Taken from the balance for a deduction, added to it for every other type.
-    amount: Credits,
-    entry_type: EntryType,
-    key: &'a str,
-    reference: &'a str,
+pub(crate) struct Movement<'a> {
+    pub user: UserId,
+    /// Taken from the balance for a deduction or an adjustment, added to it for every other type.
+    pub amount: Credits,
+    pub entry_type: EntryType,
+    pub key: &'a str,
+    pub reference: &'a str,
 }
 
 impl Store {
@@ -235,7 +242,7 @@ impl Store {
         if let Some(existing) = find_by_key(&txn, m.key).await? {
             let balance = current_balance(&txn, m.user).await?;
             txn.commit().await?;
-            return Ok(Applied { balance, applied: false, amount: moved(&existing)? });
+            return replayed(&existing, m, balance);
         }
         match apply_in(&txn, m).await {
             Ok(applied) => {
@@ -250,6 +257,21 @@ impl Store {
     }
 }
 
+/// The answer to a movement whose key is already used: the first movement's, if it is the same
+/// one; a debit whose job was refunded before it arrived finds its key closed (a refund of 0).
+fn replayed(existing: &ledger::Model, m: &Movement<'_>, balance: Credits) -> Result<Applied, StoreError> {
+    let closed =
+        m.entry_type == EntryType::Deduction && existing.entry_type == EntryType::Refund && existing.amount == 0;
+    if closed {
+        return Ok(Applied { balance, applied: false, amount: Credits::ZERO });
+    }
+    let amount = moved(existing)?;
+    if existing.user_id != m.user.to_string() || existing.entry_type != m.entry_type || amount != m.amount {
+        return Err(StoreError::KeyReused { key: m.key.to_string() });
+    }
+    Ok(Applied { balance, applied: false, amount })
+}
+
 /// The conditional update that moves the credits of `m` (none if it would go below zero or past
 /// the largest count), and the signed amount its ledger row records.
 fn movement(m: &Movement<'_>) -> (sea_orm::UpdateMany<balance::Entity>, i64) {
@@ -257,7 +279,7 @@ fn movement(m: &Movement<'_>) -> (sea_orm::UpdateMany<balance::Entity>, i64) {
     let purchased = Expr::col(balance::Column::LifetimePurchased);
     let amount = m.amount.get();
     // The ledger's amounts are signed: what a deduction takes is negative.
-    let signed = if m.entry_type == EntryType::Deduction { -amount } else { amount };
+    let signed = if m.entry_type.takes() { -amount } else { amount };
     // What a count may hold before adding this would pass the largest count: refused below, never
     // wrapped (nor, on SQLite, turned into a float).
     let room = Credits::MAX.checked_sub(m.amount).map(Credits::get).unwrap_or(0);
@@ -285,6 +307,8 @@ fn movement(m: &Movement<'_>) -> (sea_orm::UpdateMany<balance::Entity>, i64) {
         }
         // Given, not bought: only the balance moves.
         EntryType::Bonus | EntryType::FreeTier => update = update.filter(balance::Column::Balance.lte(room)),
+        // Taken back, not used: only the balance moves, and never below zero.
+        EntryType::Adjustment => update = update.filter(balance::Column::Balance.gte(amount)),
     }
     (update, signed)
 }
@@ -313,10 +337,10 @@ async fn apply_at_once(db: &sea_orm::DatabaseConnection, m: &Movement<'_>) -> Re
 }
 
 /// Moves the credits of `m` and writes its ledger row, inside `txn`.
-async fn apply_in(txn: &DatabaseTransaction, m: &Movement<'_>) -> Result<Applied, StoreError> {
+pub(crate) async fn apply_in(txn: &DatabaseTransaction, m: &Movement<'_>) -> Result<Applied, StoreError> {
     let (update, signed) = movement(m);
     let Some(after) = update.exec_with_returning(txn).await?.into_iter().next() else {
-        if m.entry_type != EntryType::Deduction {
+        if !m.entry_type.takes() {
             return Err(StoreError::Overflow { adding: m.amount });
         }
         let balance = current_balance(txn, m.user).await?;
@@ -350,7 +374,7 @@ async fn insert_entry(
     Ok(())
 }
 
-async fn ensure_balance_row(txn: &DatabaseTransaction, user: UserId) -> Result<(), DbErr> {
+pub(crate) async fn ensure_balance_row(txn: &DatabaseTransaction, user: UserId) -> Result<(), DbErr> {
     let row = balance::ActiveModel {
         user_id: Set(user.to_string()),
         balance: Set(0),
@@ -369,7 +393,7 @@ async fn find_by_key(txn: &DatabaseTransaction, key: &str) -> Result<Option<ledg
     ledger::Entity::find().filter(ledger::Column::IdempotencyKey.eq(key)).one(txn).await
 }
 
-async fn current_balance(txn: &DatabaseTransaction, user: UserId) -> Result<Credits, StoreError> {
+pub(crate) async fn current_balance(txn: &DatabaseTransaction, user: UserId) -> Result<Credits, StoreError> {
     let row = balance::Entity::find_by_id(user.to_string()).one(txn).await?;
     row.map_or(Ok(Credits::ZERO), |r| stored(&r.user_id, "balance", r.balance))
 }

@@ -61,6 +61,31 @@ impl BillingService for FakeBilling {
             next_page_token: format!("size-{}", request.get_ref().page_size),
         }))
     }
+    // The gateway's tests need only the two calls above; the rest are billing-svc's own.
+    async fn get_catalog(&self, _: Request<pb::GetCatalogRequest>) -> Result<Response<pb::GetCatalogResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn create_checkout_session(
+        &self,
+        _: Request<pb::CreateCheckoutSessionRequest>,
+    ) -> Result<Response<pb::CreateCheckoutSessionResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn create_portal_session(
+        &self,
+        _: Request<pb::CreatePortalSessionRequest>,
+    ) -> Result<Response<pb::CreatePortalSessionResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn get_subscription(
+        &self,
+        _: Request<pb::GetSubscriptionRequest>,
+    ) -> Result<Response<pb::GetSubscriptionResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
 }
 
 /// Serves GetJob and WatchJob (two states, then NOT_FOUND, to see the NDJSON error line).

@@ -14,6 +14,7 @@ mod m20261128_000005_job_leases;
 mod m20261128_000006_revoked_sessions;
 mod m20261202_000007_job_predictions;
 mod m20261202_000008_webhooks;
+mod m20261203_000009_billing_stripe;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000006_revoked_sessions::Migration),
             Box::new(m20261202_000007_job_predictions::Migration),
             Box::new(m20261202_000008_webhooks::Migration),
+            Box::new(m20261203_000009_billing_stripe::Migration),
         ]
     }
 }

@@ -279,6 +279,45 @@ impl Client {
         Ok(r.entries)
     }
 
+    pub async fn catalog(&self) -> Result<pb::GetCatalogResponse, ApiError> {
+        let route = Route {
+            grpc: "/cutx.v1.BillingService/GetCatalog",
+            method: reqwest::Method::GET,
+            path: "/api/checkout/catalog".into(),
+            body: false,
+            request_type: "cutx.v1.GetCatalogRequest",
+            response_type: "cutx.v1.GetCatalogResponse",
+        };
+        self.call(route, pb::GetCatalogRequest {}).await
+    }
+
+    pub async fn checkout_session(
+        &self,
+        request: pb::CreateCheckoutSessionRequest,
+    ) -> Result<pb::CreateCheckoutSessionResponse, ApiError> {
+        let route = Route {
+            grpc: "/cutx.v1.BillingService/CreateCheckoutSession",
+            method: reqwest::Method::POST,
+            path: "/api/checkout/session".into(),
+            body: true,
+            request_type: "cutx.v1.CreateCheckoutSessionRequest",
+            response_type: "cutx.v1.CreateCheckoutSessionResponse",
+        };
+        self.call(route, request).await
+    }
+
+    pub async fn subscription(&self) -> Result<pb::GetSubscriptionResponse, ApiError> {
+        let route = Route {
+            grpc: "/cutx.v1.BillingService/GetSubscription",
+            method: reqwest::Method::GET,
+            path: "/api/billing/subscription".into(),
+            body: false,
+            request_type: "cutx.v1.GetSubscriptionRequest",
+            response_type: "cutx.v1.GetSubscriptionResponse",
+        };
+        self.call(route, pb::GetSubscriptionRequest {}).await
+    }
+
     pub async fn static_ad(
         &self,
         request: pb::GenerateStaticAdRequest,

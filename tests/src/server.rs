@@ -302,6 +302,8 @@ impl Server {
             (free_port(), free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
         // With a Replicate token, webhook-svc runs too, and the pipelines tell Replicate to call it.
         let with_replicate = extra_env.iter().any(|(k, _)| *k == "CUTX_REPLICATE_TOKEN");
+        // With Replicate or Stripe webhooks, webhook-svc runs as its own process.
+        let with_webhooks = with_replicate || extra_env.iter().any(|(k, _)| *k == "CUTX_STRIPE_WEBHOOK_SECRET");
         let url = |p: u16| format!("http://127.0.0.1:{p}");
         let env: Vec<(&str, String)> = vec![
             ("CUTX_LOG", std::env::var("CUTX_LOG").unwrap_or_else(|_| "warn".into())),
@@ -351,7 +353,7 @@ impl Server {
             ("pipeline-2", p2),
             ("gateway", gateway),
         ];
-        if with_replicate {
+        if with_webhooks {
             processes.insert(3, ("webhook", webhook));
         }
         let mut in_process = None;

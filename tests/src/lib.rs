@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod fake_replicate;
+pub mod fake_stripe;
 pub mod grpc_web;
 pub mod nats;
 pub mod server;

@@ -17,6 +17,32 @@ use crate::checkout::{Checkout, CheckoutError, Session, SessionRequest};
 /// How long one Stripe call may take (async-stripe has no deadline of its own).
 const CALL_DEADLINE: Duration = Duration::from_secs(15);
 
+/// Attempts of a call Stripe could not answer (a connection error, a 5xx, a 429), each with the
+/// same Idempotency-Key, so a create that reached Stripe is answered again rather than repeated.
+/// async-stripe's own retries send no key without its `uuid` feature, so they are not used.
+const ATTEMPTS: u32 = 3;
+
+/// Runs `call` with the idempotency key `key` until it is answered, at most [`ATTEMPTS`] times.
+async fn with_retries<T, F, Fut>(what: &str, key: String, call: F) -> Result<T, CheckoutError>
+where
+    F: Fn(IdempotencyKey) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StripeError>>,
+{
+    let mut attempt = 1;
+    loop {
+        let idempotency = IdempotencyKey::new(key.clone())
+            .map_err(|e| CheckoutError::Refused { status: 0, message: e.to_string() })?;
+        match call(idempotency).await.map_err(classify) {
+            Err(CheckoutError::Unavailable(why)) if attempt < ATTEMPTS => {
+                tracing::info!(what, attempt, %why, "Stripe did not answer; trying again with the same key");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Where the user is sent back to.
 #[derive(Debug, Clone)]
 pub struct ReturnUrls {
@@ -72,6 +98,11 @@ fn classify(e: StripeError) -> CheckoutError {
     }
 }
 
+/// A key of its own for one create (its retries share it).
+fn fresh_key(what: &str) -> String {
+    format!("cutx-{what}-{}", uuid::Uuid::new_v4().simple())
+}
+
 fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
@@ -82,15 +113,11 @@ impl Checkout for StripeCheckout {
         let user = user.to_string();
         // One customer per user even when two checkouts race: Stripe answers a repeated key with
         // the first customer for 24 hours (and billing-svc keeps the first one it stores).
-        let key = IdempotencyKey::new(format!("cutx-customer-{user}"))
-            .map_err(|e| CheckoutError::Refused { status: 0, message: e.to_string() })?;
-        let customer = CreateCustomer::new()
-            .metadata(metadata(&[("user_id", &user)]))
-            .customize()
-            .request_strategy(RequestStrategy::Idempotent(key))
-            .send(&self.client)
-            .await
-            .map_err(classify)?;
+        let create = CreateCustomer::new().metadata(metadata(&[("user_id", &user)]));
+        let customer = with_retries("customer", format!("cutx-customer-{user}"), |key| {
+            create.clone().customize().request_strategy(RequestStrategy::Idempotent(key)).send(&self.client)
+        })
+        .await?;
         Ok(customer.id.to_string())
     }
 
@@ -103,17 +130,18 @@ impl Checkout for StripeCheckout {
             true => (CheckoutSessionMode::Subscription, "subscription"),
             false => (CheckoutSessionMode::Payment, "pack"),
         };
-        let session = CreateCheckoutSession::new()
+        let create = CreateCheckoutSession::new()
             .mode(mode)
             .line_items(vec![line])
             .success_url(self.urls.success.as_str())
             .cancel_url(self.urls.cancel.as_str())
             .client_reference_id(user.as_str())
             .metadata(metadata(&[("user_id", &user), ("kind", kind), ("item", request.item)]))
-            .customer(request.customer_id)
-            .send(&self.client)
-            .await
-            .map_err(classify)?;
+            .customer(request.customer_id);
+        let session = with_retries("checkout", fresh_key("checkout"), |key| {
+            create.clone().customize().request_strategy(RequestStrategy::Idempotent(key)).send(&self.client)
+        })
+        .await?;
         let url = session.url.ok_or_else(|| CheckoutError::Refused {
             status: 200,
             message: "a checkout session without a url".into(),
@@ -122,12 +150,11 @@ impl Checkout for StripeCheckout {
     }
 
     async fn create_portal(&self, customer_id: &str) -> Result<String, CheckoutError> {
-        let session = CreateBillingPortalSession::new()
-            .customer(customer_id)
-            .return_url(self.urls.portal.as_str())
-            .send(&self.client)
-            .await
-            .map_err(classify)?;
+        let create = CreateBillingPortalSession::new().customer(customer_id).return_url(self.urls.portal.as_str());
+        let session = with_retries("portal", fresh_key("portal"), |key| {
+            create.clone().customize().request_strategy(RequestStrategy::Idempotent(key)).send(&self.client)
+        })
+        .await?;
         Ok(session.url)
     }
 }

@@ -311,6 +311,13 @@ enum Op {
         session: u8,
         refunded: i64,
     },
+    /// A subscription event (its state at a time), or a failed invoice payment.
+    Subscription {
+        user: usize,
+        status: u8,
+        at: i64,
+        failed: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -324,6 +331,12 @@ fn op() -> impl Strategy<Value = Op> {
             session,
             refunded
         }),
+        (0..2usize, 0..3u8, 0..10i64, any::<bool>()).prop_map(|(user, status, at, failed)| Op::Subscription {
+            user,
+            status,
+            at,
+            failed
+        }),
     ]
 }
 
@@ -331,7 +344,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn purchases_debits_refunds_replays_and_invoices_keep_every_ledger_summing_to_its_balance(ops in proptest::collection::vec(op(), 1..40)) {
+    fn purchases_debits_refunds_replays_invoices_and_subscription_events_keep_every_ledger_summing_to_its_balance(ops in proptest::collection::vec(op(), 1..40)) {
         rt().block_on(async {
             let (s, _dir) = sqlite().await;
             let catalog = catalog();
@@ -364,6 +377,16 @@ proptest! {
                         let paid = InvoicePaid { invoice_id: &id, customer_id: &customer, plan: catalog.plan("starter").unwrap(), charge_id: None, payment_intent_id: None, amount: 999 };
                         s.grant_invoice(&paid).await.unwrap();
                     }
+                    Op::Subscription { user, status, at, failed } => {
+                        let sub = format!("sub_{user}");
+                        if failed {
+                            s.mark_past_due(&sub, at).await.unwrap();
+                        } else {
+                            let ids = (sub, format!("cus_{user}"));
+                            let status = [SubscriptionStatus::Active, SubscriptionStatus::PastDue, SubscriptionStatus::Canceled][status as usize];
+                            s.sync_subscription(&state(&catalog, &ids, "starter", status, at)).await.unwrap();
+                        }
+                    }
                     Op::ChargeRefund { user, session, refunded } => {
                         let pi = format!("pi_{user}_{session}");
                         let charge = format!("ch_{user}_{session}");
@@ -374,6 +397,17 @@ proptest! {
             }
             for (n, u) in users.iter().enumerate() {
                 let caller = Caller::for_tests(*u);
+                // The plan kept is the newest state reported, whatever the order (a canceled one stays canceled).
+                let newest = ops.iter().filter_map(|op| match *op {
+                    Op::Subscription { user, status, at, failed: false } if user == n => Some((at, status)),
+                    _ => None,
+                }).max_by_key(|(at, _)| *at);
+                let kept = s.subscription(caller).await.unwrap();
+                assert_eq!(kept.is_some(), newest.is_some());
+                if let (Some(kept), Some((at, _))) = (kept, newest) {
+                    assert!(kept.changed_at >= at, "an older state overwrote a newer one");
+                    assert_eq!(kept.user_id, u.to_string());
+                }
                 let b = s.balance(caller).await.unwrap();
                 let page = Page { limit: 1000, before: None, offset: 0 };
                 let rows = s.ledger(caller, &page).await.unwrap();

@@ -162,6 +162,10 @@ struct Shared {
     sessions: Mutex<Vec<CheckoutSession>>,
     /// Where events go, and the secret they are signed with.
     webhook: Mutex<Option<(String, String)>>,
+    /// Session creates still to answer 500 (Stripe's `api_error`), as an outage would.
+    failing_creates: Mutex<usize>,
+    /// The Idempotency-Key of every session create, answered or not, in order.
+    create_keys: Mutex<Vec<Option<String>>>,
     origin: String,
 }
 
@@ -218,6 +222,8 @@ impl FakeStripe {
             http: crate::http(),
             sessions: Mutex::new(Vec::new()),
             webhook: Mutex::new(None),
+            failing_creates: Mutex::new(0),
+            create_keys: Mutex::new(Vec::new()),
             origin: origin.clone(),
         });
         let app = Router::new()
@@ -234,6 +240,16 @@ impl FakeStripe {
     /// Where this fake's events go, signed with `secret`.
     pub fn send_events_to(&self, url: &str, secret: &str) {
         *self.shared.webhook.lock().unwrap() = Some((url.to_string(), secret.to_string()));
+    }
+
+    /// The next `n` Checkout Session creates answer 500.
+    pub fn fail_next_session_creates(&self, n: usize) {
+        *self.shared.failing_creates.lock().unwrap() = n;
+    }
+
+    /// The Idempotency-Key each session create came with, in order.
+    pub fn session_create_keys(&self) -> Vec<Option<String>> {
+        self.shared.create_keys.lock().unwrap().clone()
     }
 
     pub fn session(&self, id: &str) -> Option<CheckoutSession> {
@@ -313,6 +329,19 @@ async fn create_session(State(shared): State<Arc<Shared>>, headers: HeaderMap, b
     if !authorized(&headers) {
         return stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error", "Invalid API Key provided");
     }
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    shared.create_keys.lock().unwrap().push(key.clone());
+    {
+        let mut failing = shared.failing_creates.lock().unwrap();
+        if *failing > 0 {
+            *failing -= 1;
+            return stripe_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "An error occurred with our connection to Stripe",
+            );
+        }
+    }
     let f = form(&body);
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     let mode = get("mode");
@@ -334,7 +363,7 @@ async fn create_session(State(shared): State<Arc<Shared>>, headers: HeaderMap, b
         price: get("line_items[0][price]"),
         metadata: metadata.clone(),
         success_url: get("success_url"),
-        idempotency_key: headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string),
+        idempotency_key: key,
     };
     shared.sessions.lock().unwrap().push(session.clone());
     let url = format!("http://{}/checkout/{}", shared.origin, session.id);

@@ -77,8 +77,13 @@ async fn a_pack_and_a_plan_are_bought_through_stripe_checkout(mode: Mode) {
     let user = client.sign_in("checkout@example.com").await;
     let start = client.balance().await.unwrap().balance;
 
-    // A pack: the session names the user, the pack and a Stripe customer made for the user.
+    // A pack: the session names the user, the pack and a Stripe customer made for the user. Stripe
+    // fails the first create (a 500): it is sent again with the same Idempotency-Key.
+    stripe.fake.fail_next_session_creates(1);
     let session = client.checkout_session(checkout(pb::CheckoutType::OneTime, "pack_150")).await.unwrap();
+    let keys = stripe.fake.session_create_keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys[0].is_some() && keys[0] == keys[1], "one key for both attempts: {keys:?}");
     assert!(session.session_id.starts_with("cs_") && session.url.starts_with("http"), "{session:?}");
     let kept = stripe.fake.session(&session.session_id).expect("the session reached Stripe");
     assert_eq!((kept.mode.as_str(), kept.price.as_str()), ("payment", "price_pack150"));

@@ -54,11 +54,15 @@ parameters = {{ "path.id" = "{project}" }}
 }
 
 /// A schemathesis hook: a generated body that names a project or a job to start from by a
-/// well-formed id names the user's own (a random id only ever finds nothing); any other value
-/// is left as generated.
+/// well-formed id names the user's own (a random id only ever finds nothing); a generated
+/// idempotency key is made the body's own, as a client's keys are (the fuzzer draws "0" for
+/// many different bodies, and each reuse is rightly refused with 409); any other value is left
+/// as generated.
 fn hooks(project: &str, source_job: &str) -> String {
     format!(
         r#"
+import hashlib
+import json
 import re
 import schemathesis
 
@@ -74,8 +78,40 @@ def before_call(context, case, kwargs):
         for field, own in OWN.items():
             if isinstance(body.get(field), str) and UUID.match(body[field]):
                 body[field] = own
+        key = body.get("idempotencyKey")
+        if isinstance(key, str) and key and len(key) <= 128 - 17:
+            rest = {{k: v for k, v in body.items() if k != "idempotencyKey"}}
+            digest = hashlib.sha256(json.dumps(rest, sort_keys=True, default=repr).encode()).hexdigest()
+            body["idempotencyKey"] = key + "~" + digest[:16]
+
+
+# Every refused request, so that a failed run says what the server refused and why.
+@schemathesis.hook
+def after_call(context, case, response):
+    if 400 <= response.status_code < 500:
+        with open("refused.log", "a") as log:
+            log.write(f"{{case.method}} {{case.path}} {{response.status_code}} {{response.text_lossy()[:200]!r}} <- {{case.body!r:.300}}\n")
 "#
     )
+}
+
+/// The refused requests of a run, counted by route and status, with the first few reasons of
+/// each: what a failed run's `low_valid_rate` warning is about.
+fn refused_summary(dir: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(dir.join("refused.log")).unwrap_or_default();
+    let mut by_route: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for line in log.lines() {
+        let route = line.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" ");
+        by_route.entry(route).or_default().push(line);
+    }
+    let mut summary = String::from("refused requests by route:\n");
+    for (route, lines) in by_route {
+        summary += &format!("  {route}: {}\n", lines.len());
+        for line in lines.iter().take(3) {
+            summary += &format!("    {line}\n");
+        }
+    }
+    summary
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,5 +195,7 @@ async fn the_openapi_document_is_valid_and_a_fuzzer_driven_by_it_finds_nothing_w
             .expect("running schemathesis")
     });
     let output = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-    assert!(run.status.success(), "schemathesis found problems:\n{output}");
+    let refused = refused_summary(dir.path());
+    eprintln!("{refused}");
+    assert!(run.status.success(), "schemathesis found problems:\n{output}\n{refused}");
 }

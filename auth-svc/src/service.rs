@@ -133,10 +133,13 @@ impl AuthInternalService for Auth {
         &self,
         request: Request<pb::ListRevokedSessionsRequest>,
     ) -> Result<Response<pb::ListRevokedSessionsResponse>, Status> {
-        let pb::ListRevokedSessionsRequest { after_millis, limit } = request.into_inner();
+        let pb::ListRevokedSessionsRequest { after_millis, limit, after_session_id } = request.into_inner();
         let limit = if limit <= 0 { 1000 } else { limit.min(10_000) as u64 };
-        let rows =
-            self.store.revoked_since(after_millis, limit).await.map_err(|e| internal("listing revocations", e))?;
+        let rows = self
+            .store
+            .revoked_since(after_millis, &after_session_id, limit)
+            .await
+            .map_err(|e| internal("listing revocations", e))?;
         let sessions = rows
             .into_iter()
             .map(|r| pb::RevokedSession {

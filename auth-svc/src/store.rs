@@ -159,12 +159,24 @@ impl Store {
         Ok(())
     }
 
-    /// Sessions revoked at or after `after` (millis) that have not expired, oldest first.
-    pub async fn revoked_since(&self, after: i64, limit: u64) -> Result<Vec<revoked_session::Model>, StoreError> {
+    /// Sessions that have not expired, revoked after the position (`after` millis, then
+    /// `after_session` among those revoked in that millisecond; empty for all of them), in
+    /// (revoked at, session id) order: a keyset page, so that paging always moves forward.
+    pub async fn revoked_since(
+        &self,
+        after: i64,
+        after_session: &str,
+        limit: u64,
+    ) -> Result<Vec<revoked_session::Model>, StoreError> {
+        use revoked_session::Column::{RevokedAt, SessionId};
+        let later = Condition::any()
+            .add(RevokedAt.gt(after))
+            .add(Condition::all().add(RevokedAt.eq(after)).add(SessionId.gt(after_session)));
         Ok(revoked_session::Entity::find()
-            .filter(revoked_session::Column::RevokedAt.gte(after))
+            .filter(later)
             .filter(revoked_session::Column::ExpiresAt.gt(now_millis()))
-            .order_by_asc(revoked_session::Column::RevokedAt)
+            .order_by_asc(RevokedAt)
+            .order_by_asc(SessionId)
             .limit(limit)
             .all(self.db.reads())
             .await?)
@@ -197,5 +209,39 @@ mod tests {
                 other => panic!("{column}: expected Corrupt, got {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn paging_revocations_by_position_reads_each_once_though_many_share_a_millisecond() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            cutx_platform::db::connect(&cutx_platform::db::sqlite_url(&dir.path().join("auth.db")), 2).await.unwrap();
+        cutx_migrations::migrate(db.writes()).await.unwrap();
+        let store = Store::new(db.clone());
+        let (revoked_at, expires_at) = (now_millis(), now_millis() + 60_000);
+        let mut want = Vec::new();
+        for i in 0..250 {
+            // Three out of every five in one millisecond, the rest one millisecond later.
+            let at = if i % 5 < 3 { revoked_at } else { revoked_at + 1 };
+            let row = revoked_session::ActiveModel {
+                session_id: Set(new_token()),
+                user_id: Set(UserId::new().to_string()),
+                expires_at: Set(expires_at),
+                revoked_at: Set(at),
+            };
+            want.push(row.session_id.clone().unwrap());
+            revoked_session::Entity::insert(row).exec_without_returning(db.writes()).await.unwrap();
+        }
+        let (mut position, mut read) = ((revoked_at - 5_000, String::new()), Vec::new());
+        loop {
+            let page = store.revoked_since(position.0, &position.1, 40).await.unwrap();
+            let Some(last) = page.last() else { break };
+            position = (last.revoked_at, last.session_id.clone());
+            read.extend(page.into_iter().map(|r| r.session_id));
+        }
+        assert_eq!(read.len(), want.len(), "each session read exactly once");
+        read.sort();
+        want.sort();
+        assert_eq!(read, want);
     }
 }

@@ -109,9 +109,14 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: &Server, transport: Transport) -> Self {
+        Self::at(&server.base, transport)
+    }
+
+    /// A client of the gateway at `base` (`http://addr`), one of several.
+    pub fn at(base: &str, transport: Transport) -> Self {
         let channel =
-            tonic::transport::Endpoint::from_shared(server.base.clone()).unwrap().tcp_nodelay(true).connect_lazy();
-        Self { transport, base: server.base.clone(), http: crate::http(), channel, token: None }
+            tonic::transport::Endpoint::from_shared(base.to_string()).unwrap().tcp_nodelay(true).connect_lazy();
+        Self { transport, base: base.to_string(), http: crate::http(), channel, token: None }
     }
 
     pub fn base(&self) -> &str {

@@ -172,6 +172,8 @@ pub struct Server {
     pub nats: Option<crate::nats::NatsServer>,
     /// The distributed mesh's services by name (`jobs`, `pipeline-1`, ...), `http://addr`.
     pub services: Vec<(String, String)>,
+    /// The distributed mesh's environment, for another process of it.
+    env: Vec<(String, String)>,
     running: Running,
     _dir: tempfile::TempDir,
 }
@@ -233,6 +235,7 @@ impl Server {
             in_process_pipelines: None,
             nats: None,
             services: Vec::new(),
+            env: Vec::new(),
             running: Running::Process(child),
             _dir: dir,
         })
@@ -387,6 +390,7 @@ impl Server {
             nats: Some(nats),
             in_process_pipelines: in_process,
             services,
+            env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             running: Running::Processes(children),
             _dir: dir,
         })
@@ -408,6 +412,39 @@ impl Server {
     pub fn pid(&self, name: &str) -> Option<u32> {
         let Running::Processes(children) = &self.running else { return None };
         children.iter().find(|(n, _)| n == name).and_then(|(_, c)| c.id())
+    }
+
+    /// Starts another `cutx gateway` process of a distributed mesh, named `gateway-N`; its base
+    /// URL.
+    pub async fn another_gateway(&mut self) -> String {
+        let Running::Processes(children) = &mut self.running else { panic!("not a distributed mesh") };
+        let port = free_port();
+        let name = format!("gateway-{}", children.iter().filter(|(n, _)| n.starts_with("gateway")).count() + 1);
+        let mut child = Command::new(binary().expect("the cutx binary"))
+            .args(["gateway", "--listen", &format!("127.0.0.1:{port}")])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting another gateway");
+        wait_listening(&name, &mut child).await.expect("another gateway listening");
+        children.push((name, child));
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// The key that signs this CutX's user sessions: `CUTX_SESSION_SECRET` of a distributed
+    /// mesh, or the one `cutx dev` keeps in its data folder.
+    pub fn session_key(&self) -> cutx_platform::session::SessionKey {
+        let secret = match self.env.iter().find(|(k, _)| k == "CUTX_SESSION_SECRET") {
+            Some((_, v)) => v.clone(),
+            None => {
+                let stored = std::fs::read(self.data_dir.join("secrets.json")).expect("cutx dev's secrets.json");
+                let stored: serde_json::Value = serde_json::from_slice(&stored).expect("secrets.json is JSON");
+                stored["session"].as_str().expect("a session secret").to_string()
+            }
+        };
+        cutx_platform::session::SessionKey::new(&cutx_platform::secret::Secret::new(secret))
     }
 
     /// The address of one service of a distributed mesh.
@@ -462,6 +499,7 @@ impl Server {
             in_process_pipelines: None,
             nats: None,
             services: Vec::new(),
+            env: Vec::new(),
             running: Running::InProcess(Some(mesh)),
             _dir: dir,
         }

@@ -34,6 +34,52 @@ pub fn service_url(value: &str, var: &str) -> anyhow::Result<String> {
     Ok(value.trim_end_matches('/').to_string())
 }
 
+/// Which browsers and host names the gateway answers (`cutx_gateway::browser_guard`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct BrowserArgs {
+    /// Browser origins allowed to call with credentials, comma-separated
+    /// (`https://studio.example.com`). Distributed: only these (unset: same-origin only).
+    /// `cutx dev`: loopback origins (any localhost port) and these.
+    #[arg(long, env = "CUTX_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+    /// Host names the gateway answers for, comma-separated (`dev.box.lan`); any other `Host` is
+    /// refused with 421. `cutx dev` always allows the loopback names, its listening address and
+    /// its public URL's host. Distributed: unset answers any host.
+    #[arg(long, env = "CUTX_ALLOWED_HOSTS", default_value = "")]
+    pub allowed_hosts: String,
+}
+
+impl BrowserArgs {
+    /// The configured origins, each checked to be one (`scheme://host[:port]`, nothing more).
+    pub fn origins(&self) -> anyhow::Result<Vec<http::HeaderValue>> {
+        self.cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                let url = url::Url::parse(o).with_context(|| format!("CUTX_CORS_ORIGINS: {o:?} is not an origin"))?;
+                if o == "null" || url.origin().ascii_serialization() != o.trim_end_matches('/') {
+                    bail!("CUTX_CORS_ORIGINS: {o:?} is not an origin like https://studio.example.com");
+                }
+                Ok(http::HeaderValue::from_str(o.trim_end_matches('/'))?)
+            })
+            .collect()
+    }
+
+    /// The configured host names, each checked to be a host name or an IP address.
+    pub fn hosts(&self) -> anyhow::Result<Vec<String>> {
+        self.allowed_hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| match url::Host::parse(h) {
+                Ok(_) => Ok(h.to_ascii_lowercase()),
+                Err(_) => bail!("CUTX_ALLOWED_HOSTS: {h:?} is not a host name like dev.box.lan"),
+            })
+            .collect()
+    }
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct MeshArgs {
     /// Signs the tokens services call each other with; the same in every process.
@@ -197,4 +243,31 @@ impl MediaArgs {
 /// `--listen` for one process.
 pub fn listen_addr(value: &str) -> anyhow::Result<SocketAddr> {
     value.parse().with_context(|| format!("CUTX_LISTEN: {value:?} is not an address like 127.0.0.1:8080"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_origins_must_be_bare_origins_and_never_null() {
+        let parse = |list: &str| BrowserArgs { cors_origins: list.into(), ..Default::default() }.origins();
+        let ok = parse(" https://studio.example.com, http://localhost:5173/ ").unwrap();
+        assert_eq!(ok, ["https://studio.example.com", "http://localhost:5173"]);
+        assert!(parse("").unwrap().is_empty());
+        for bad in ["null", "studio.example.com", "https://studio.example.com/app", "https://a.example?x=1"] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains("CUTX_CORS_ORIGINS"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn configured_host_names_must_be_host_names() {
+        let parse = |list: &str| BrowserArgs { allowed_hosts: list.into(), ..Default::default() }.hosts();
+        assert_eq!(parse("Dev.Box.Lan, 192.168.1.20").unwrap(), ["dev.box.lan", "192.168.1.20"]);
+        for bad in ["dev box", "http://dev.box.lan", "a/b"] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains("CUTX_ALLOWED_HOSTS"), "{bad}: {error}");
+        }
+    }
 }

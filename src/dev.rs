@@ -55,6 +55,8 @@ pub struct DevOptions {
     pub stripe_webhook_secrets: Vec<cutx_platform::secret::Secret>,
     /// Stripe's API; no key, checkout answers 503.
     pub stripe: crate::payments::StripeApiArgs,
+    /// Extra CORS origins and host names, beyond the loopback ones.
+    pub browser: crate::config::BrowserArgs,
 }
 
 impl DevOptions {
@@ -77,6 +79,7 @@ impl DevOptions {
             catalog: billing_svc::catalog::Catalog::reference(),
             stripe_webhook_secrets: Vec::new(),
             stripe: crate::payments::StripeApiArgs::default(),
+            browser: crate::config::BrowserArgs::default(),
             wrap_queue: None,
         }
     }
@@ -121,6 +124,7 @@ impl DevMesh {
             catalog,
             stripe_webhook_secrets,
             stripe,
+            browser,
         } = options;
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let secrets = Secrets::load_or_create(&data_dir)?;
@@ -181,7 +185,8 @@ impl DevMesh {
             mesh: mesh.clone(),
             extra_routes: downloads.router().merge(webhooks_router),
             max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
-            cors: cutx_gateway::CorsOrigins::Any,
+            cors: cutx_gateway::CorsOrigins::LoopbackAnd(browser.origins()?),
+            allowed_hosts: cutx_gateway::AllowedHosts::local(listen.ip(), public_url.as_deref(), &browser.hosts()?),
             revocations_from: Some(auth_c),
             edge: cutx_gateway::EdgeLimits::default(),
         })

@@ -125,10 +125,8 @@ pub struct GatewayArgs {
     pub dev_mailbox: bool,
     #[arg(long, env = "CUTX_MAX_BODY_BYTES", default_value_t = cutx_gateway::GatewayConfig::DEFAULT_MAX_BODY)]
     pub max_body_bytes: usize,
-    /// Browser origins allowed to call with credentials, comma-separated
-    /// (`https://studio.example.com`); unset means same-origin only.
-    #[arg(long, env = "CUTX_CORS_ORIGINS", default_value = "")]
-    pub cors_origins: String,
+    #[command(flatten)]
+    pub browser: crate::config::BrowserArgs,
     #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
@@ -172,29 +170,17 @@ pub async fn gateway(args: GatewayArgs, shutdown: impl Future<Output = ()> + Sen
         mesh: args.mesh.key()?,
         extra_routes,
         max_body_bytes: args.max_body_bytes,
-        cors: cors_origins(&args.cors_origins)?,
+        cors: cutx_gateway::CorsOrigins::List(args.browser.origins()?),
+        allowed_hosts: match args.browser.hosts()? {
+            hosts if hosts.is_empty() => cutx_gateway::AllowedHosts::Any,
+            hosts => cutx_gateway::AllowedHosts::Only(hosts),
+        },
         revocations_from: Some(auth_for_revocations),
         edge: cutx_gateway::EdgeLimits::default(),
     })
     .await?;
     println!("cutx gateway listening on http://{}", gateway.local_addr());
     gateway.run_until_stopped(shutdown).await
-}
-
-fn cors_origins(list: &str) -> anyhow::Result<cutx_gateway::CorsOrigins> {
-    let origins = list
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(|o| {
-            let url = url::Url::parse(o).with_context(|| format!("CUTX_CORS_ORIGINS: {o:?} is not an origin"))?;
-            if url.origin().ascii_serialization() != o.trim_end_matches('/') {
-                bail!("CUTX_CORS_ORIGINS: {o:?} is not an origin like https://studio.example.com");
-            }
-            Ok(http::HeaderValue::from_str(o.trim_end_matches('/'))?)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(cutx_gateway::CorsOrigins::List(origins))
 }
 
 #[derive(Args, Debug)]

@@ -54,6 +54,8 @@ enum Command {
         stripe: cutx::payments::StripeWebhookArgs,
         #[command(flatten)]
         stripe_api: cutx::payments::StripeApiArgs,
+        #[command(flatten)]
+        browser: cutx::config::BrowserArgs,
     },
     /// Applies the database schema (PostgreSQL or SQLite) and exits.
     Migrate(distributed::MigrateArgs),
@@ -99,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
             catalog,
             stripe,
             stripe_api,
+            browser,
         } => {
             let mut options = DevOptions::new(listen, data_dir.clone());
             options.public_url =
@@ -111,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
             options.catalog = catalog.catalog()?;
             options.stripe_webhook_secrets = stripe.secrets();
             options.stripe = stripe_api;
+            options.browser = browser;
             let provider = match (options.outside.replicate.is_some(), instant_provider) {
                 (true, _) => format!("Replicate ({})", replicate.replicate_base_url),
                 (false, true) => "instant (tiny fixed files, for benchmarks)".to_string(),

@@ -7,6 +7,7 @@
 //! reachable, and every forwarded call carries a mesh token minted here from the caller's
 //! verified session (see [`identity`]).
 
+mod browser_guard;
 mod codec;
 mod connection_cap;
 pub mod dialect;
@@ -53,6 +54,8 @@ use crate::rest::RestState;
 use crate::routes::RouteTable;
 pub use crate::serve::EdgeLimits;
 
+pub use browser_guard::AllowedHosts;
+
 pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Fully-qualified service name ("cutx.v1.JobService") -> channel to the process serving it.
@@ -73,13 +76,16 @@ pub struct GatewayConfig {
     pub revocations_from: Option<Channel>,
     /// Header-read timeout, connections per client and the other limits of the accept loop.
     pub edge: EdgeLimits,
+    /// The host names it answers for (`cutx dev`: loopback and its own).
+    pub allowed_hosts: AllowedHosts,
 }
 
-/// The origins a browser may call the gateway from, with the session cookie.
+/// The origins a browser may call the gateway from, with the session cookie. Never `null`,
+/// and never on the dev mailbox's routes (see [`browser_guard`]).
 #[derive(Debug, Clone)]
 pub enum CorsOrigins {
-    /// Any origin (`cutx dev`: a web studio on any localhost port).
-    Any,
+    /// Any loopback origin (`cutx dev`: a web studio on any localhost port), and these.
+    LoopbackAnd(Vec<http::HeaderValue>),
     /// Only these, e.g. `https://studio.example.com`; none means same-origin only.
     List(Vec<http::HeaderValue>),
 }
@@ -113,6 +119,7 @@ impl Gateway {
             }
         }
         let table = RouteTable::from_pool(&pool, &exposed)?;
+        let guard = browser_guard::Guard::new(pool.clone(), config.allowed_hosts, &table);
         let revoked = identity::Revocations::default();
         let follower = config.revocations_from.map(|auth| (auth, config.mesh.clone(), revoked.clone()));
         let identity = IdentityMinter::new(config.sessions, config.mesh, revoked);
@@ -151,6 +158,8 @@ impl Gateway {
             // Inside CORS, so that a browser can read a 431 too.
             .layer(axum::middleware::from_fn_with_state(header_pool, header_limit::refuse_large_heads))
             .layer(cors(config.cors))
+            // Outside CORS, so that it can take CORS off the dev mailbox.
+            .layer(axum::middleware::from_fn_with_state(guard, browser_guard::guard))
             // Every answer, errors and CORS preflights included, is what it says it is.
             .layer(SetResponseHeaderLayer::overriding(
                 header::X_CONTENT_TYPE_OPTIONS,
@@ -201,7 +210,9 @@ async fn request_scope(request: Request, next: axum::middleware::Next) -> axum::
 
 fn cors(origins: CorsOrigins) -> CorsLayer {
     let allow = match origins {
-        CorsOrigins::Any => AllowOrigin::mirror_request(),
+        CorsOrigins::LoopbackAnd(list) => {
+            AllowOrigin::predicate(move |origin, _| browser_guard::is_loopback_origin(origin) || list.contains(origin))
+        }
         CorsOrigins::List(list) => AllowOrigin::list(list),
     };
     CorsLayer::new()

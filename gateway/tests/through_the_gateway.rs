@@ -216,7 +216,8 @@ async fn spawn_mesh_with(edge: cutx_gateway::EdgeLimits, dead_backend: bool) -> 
         mesh,
         extra_routes: axum::Router::new().route("/media/ping", axum::routing::get(|| async { "pong" })),
         max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
-        cors: cutx_gateway::CorsOrigins::Any,
+        cors: cutx_gateway::CorsOrigins::LoopbackAnd(vec![http::HeaderValue::from_static("https://studio.example")]),
+        allowed_hosts: cutx_gateway::AllowedHosts::Any,
         revocations_from: None,
         edge,
     };

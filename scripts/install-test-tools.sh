@@ -16,6 +16,8 @@ SCHEMATHESIS_PKG="schemathesis==4.32.5"
 SPEC_VALIDATOR_PKG="openapi-spec-validator==0.9.0"
 # A fake of Stripe's API that sends signed webhooks (tests/src/fake_stripe.rs starts it).
 LOCALSTRIPE_PKG="localstripe==1.15.10"
+# The SMTP server the sign-in mail tests start (STARTTLS with a certificate they make).
+AIOSMTPD_PKG="aiosmtpd==1.4.6"
 MACHETE_VERSION="0.9.2"
 
 say() { printf 'install-test-tools: %s\n' "$*" >&2; }
@@ -87,6 +89,11 @@ if ! python3 -c "import localstripe" >/dev/null 2>&1; then
   pip_install "$LOCALSTRIPE_PKG"
 fi
 
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+  say "installing $AIOSMTPD_PKG"
+  pip_install "$AIOSMTPD_PKG"
+fi
+
 # PostgreSQL 15's server binaries (the machines have them; a bare Debian may not).
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
   say "installing postgresql-15"
@@ -116,5 +123,6 @@ nats-server --version >/dev/null 2>&1 || die "nats-server is on PATH but does no
 weed version >/dev/null 2>&1 || die "weed is on PATH but does not run: $(command -v weed)"
 st --version >/dev/null 2>&1 || die "st (schemathesis) is on PATH but does not run: $(command -v st)"
 python3 -c "import localstripe.server" >/dev/null 2>&1 || die "localstripe is installed but does not import"
+python3 -c "import aiosmtpd.controller" >/dev/null 2>&1 || die "aiosmtpd is installed but does not import"
 openapi-spec-validator --help >/dev/null 2>&1 ||
   die "openapi-spec-validator is on PATH but does not run: $(command -v openapi-spec-validator)"

@@ -207,7 +207,7 @@ impl DevMesh {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
-        let mailbox = auth_svc::DevMailbox::default();
+        let mailbox = auth_svc::DevMailbox::logging();
         let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
         let auth = auth_svc::AuthConfig {
             db: db.clone(),

@@ -192,9 +192,12 @@ pub struct AuthArgs {
     /// Where users reach the gateway; sign-in links start with it.
     #[arg(long, env = "CUTX_PUBLIC_URL")]
     pub public_url: String,
-    /// Keep sign-in links in a mailbox the gateway can expose (test deployments only).
+    /// Keep sign-in links in a mailbox the gateway can expose (test deployments only). With
+    /// neither this nor CUTX_SMTP_URL, auth refuses to start: links would go nowhere.
     #[arg(long, env = "CUTX_DEV_MAILBOX")]
     pub dev_mailbox: bool,
+    #[command(flatten)]
+    pub smtp: SmtpArgs,
     /// Credits a new user starts with.
     #[arg(long, env = "CUTX_FREE_CREDITS", default_value_t = billing_svc::FREE_TIER_CREDITS.get() as u32)]
     pub free_credits: u32,
@@ -206,8 +209,48 @@ pub struct AuthArgs {
     pub mesh: MeshArgs,
 }
 
+/// How sign-in links are mailed.
+#[derive(Args, Debug)]
+pub struct SmtpArgs {
+    /// `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587` (STARTTLS, required) or
+    /// `smtp://127.0.0.1:25?tls=none` (a loopback relay).
+    #[arg(long, env = "CUTX_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
+    /// The sender of sign-in mail, `CutX <login@example.com>`.
+    #[arg(long, env = "CUTX_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// PEM certificates to trust beside the public roots (a relay with a private CA).
+    #[arg(long, env = "CUTX_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
+}
+
+impl SmtpArgs {
+    pub fn mailer(&self) -> anyhow::Result<Option<auth_svc::SmtpMailer>> {
+        // Empty is unset (Docker Compose passes `${CUTX_SMTP_URL:-}` through as "").
+        let Some(url) = self.smtp_url.as_ref().filter(|u| !u.expose().is_empty()) else { return Ok(None) };
+        let from = (self.smtp_from.clone().filter(|f| !f.is_empty()))
+            .context("CUTX_SMTP_FROM is required with CUTX_SMTP_URL")?;
+        let extra_roots_pem = match &self.smtp_ca_file {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("CUTX_SMTP_CA_FILE: {}", path.display()))?),
+            None => None,
+        };
+        let config = auth_svc::SmtpConfig { url: url.clone(), from, extra_roots_pem };
+        Ok(Some(auth_svc::SmtpMailer::new(&config)?))
+    }
+}
+
 pub async fn auth(args: AuthArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let public_url = service_url(&args.public_url, "CUTX_PUBLIC_URL")?;
+    let smtp = args.smtp.mailer()?;
+    if smtp.is_some() && args.dev_mailbox {
+        bail!("CUTX_SMTP_URL and CUTX_DEV_MAILBOX=true are both set: sign-in links go to one of them");
+    }
+    if smtp.is_none() && !args.dev_mailbox {
+        bail!(
+            "sign-in links have nowhere to go: set CUTX_SMTP_URL (and CUTX_SMTP_FROM) to mail them, \
+             or CUTX_DEV_MAILBOX=true to keep them in a mailbox for a test deployment"
+        );
+    }
     let (mesh, sessions) = (args.mesh.key()?, args.session.key()?);
     let billing = channel(&args.billing_addr, "CUTX_BILLING_ADDR")?;
     let config = auth_svc::AuthConfig {
@@ -215,8 +258,11 @@ pub async fn auth(args: AuthArgs, shutdown: impl Future<Output = ()> + Send) -> 
         mesh,
         sessions,
         billing,
-        // Without SMTP (its own issue), links go to the log; the dev mailbox keeps them too.
-        mailer: Arc::new(auth_svc::DevMailbox::default()),
+        // Checked above: SMTP or the dev mailbox (which never logs a link here).
+        mailer: match smtp {
+            Some(smtp) => Arc::new(smtp),
+            None => Arc::new(auth_svc::DevMailbox::default()),
+        },
         dev_mailbox: None,
         secure_cookies: public_url.starts_with("https://"),
         public_url,
@@ -520,8 +566,9 @@ mod tests {
     const WEBHOOK: &str = "whsec_MARK9";
     const STRIPE_KEY: &str = "sk_test_MARKA";
     const STRIPE_WEBHOOK: &str = "whsec_MARKB";
-    const MARKS: [&str; 11] =
-        ["MARK1", "MARK2", "MARK3", "MARK4", "MARK5", "MARK6", "MARK7", "MARK8", "MARK9", "MARKA", "MARKB"];
+    const SMTP: &str = "smtps://cutx:MARKC-password@smtp.example.com:465";
+    const MARKS: [&str; 12] =
+        ["MARK1", "MARK2", "MARK3", "MARK4", "MARK5", "MARK6", "MARK7", "MARK8", "MARK9", "MARKA", "MARKB", "MARKC"];
 
     fn assert_no_secret(name: &str, printed: &str) {
         for mark in MARKS {
@@ -561,7 +608,12 @@ mod tests {
                 "auth",
                 format!(
                     "{:#?}",
-                    parse::<AuthArgs>(&flags(&[&["--billing-addr", addr, "--public-url", addr], &db, &session, &mesh]))
+                    parse::<AuthArgs>(&flags(&[
+                        &["--billing-addr", addr, "--public-url", addr, "--smtp-url", SMTP],
+                        &db,
+                        &session,
+                        &mesh
+                    ]))
                 ),
             ),
             (

@@ -40,6 +40,23 @@ pub mod magic_link {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod magic_link_limit {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "magic_link_limits")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub email: String,
+        pub last_sent_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod revoked_session {
     use sea_orm::entity::prelude::*;
 

@@ -21,7 +21,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub use email::Email;
-pub use mailer::{DevMailbox, Mailer};
+pub use mailer::{DevMailbox, Mailer, SmtpConfig, SmtpConfigError, SmtpMailer};
 pub use service::MAGIC_LINK_SENT;
 
 pub struct AuthConfig {

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::email::Email;
 use crate::entity::user;
 use crate::mailer::{DevMailbox, Mail, Mailer};
-use crate::store::{Store, new_token};
+use crate::store::{NewLink, Store, new_token};
 
 /// The one answer to every magic-link request, so it tells nobody whether an address is known.
 pub const MAGIC_LINK_SENT: &str = "If that address can sign in, a link is on its way. It works once, for 15 minutes.";
@@ -53,7 +53,19 @@ impl AuthService for Auth {
         let pb::RequestMagicLinkRequest { email } = request.into_inner();
         let email = Email::parse(&email).map_err(|e| invalid_field("email", e.to_string()))?;
         let token = new_token();
-        if self.store.create_link(&email, &token).await.map_err(|e| internal("storing a magic link", e))? {
+        let created = self.store.create_link(&email, &token).await.map_err(|e| internal("storing a magic link", e))?;
+        // The same limit and the same answers whether or not the address has an account.
+        if let NewLink::TooSoon { retry_in } = created {
+            return Err(cutx_platform::error::rate_limited(
+                format!(
+                    "a sign-in link was sent to this address less than a minute ago; ask again in {} s",
+                    retry_in.as_secs().max(1)
+                ),
+                retry_in,
+                "MAGIC_LINK_RATE_LIMITED",
+            ));
+        }
+        {
             let link = format!("{}/api/auth/verify?token={token}", self.public_url);
             let mail =
                 Mail { to: email.to_string(), subject: "Your CutX sign-in link".into(), link, sent_at: Utc::now() };

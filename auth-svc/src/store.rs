@@ -5,7 +5,7 @@ use cutx_platform::clock::now_millis;
 use cutx_platform::ids::UserId;
 use cutx_platform::mesh::Caller;
 use cutx_platform::session::Session;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, Iterable, QueryFilter, QueryOrder,
     QuerySelect,
@@ -13,7 +13,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 
 use crate::email::Email;
-use crate::entity::{magic_link, revoked_session, user};
+use crate::entity::{magic_link, magic_link_limit, revoked_session, user};
 use crate::user::{Role, UserStatus};
 
 /// Why the store could not answer.
@@ -24,6 +24,16 @@ pub enum StoreError {
     /// A stored user holds a word no enum of ours knows.
     #[error("stored user {row} is corrupt: {what}")]
     Corrupt { row: String, what: String },
+}
+
+/// What asking for a link did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewLink {
+    Created,
+    /// One was made for the address less than [`LINK_INTERVAL_MILLIS`] ago.
+    TooSoon {
+        retry_in: std::time::Duration,
+    },
 }
 
 /// How long a link lives.
@@ -53,16 +63,26 @@ impl Store {
         Self { db }
     }
 
-    /// Stores a link for `email` unless one was made in the last minute; returns whether it did.
-    pub async fn create_link(&self, email: &Email, token: &str) -> Result<bool, StoreError> {
+    /// Stores a link for `email` unless one was made in the last minute. The address's limit
+    /// row is claimed first, by one upsert that only moves a time a minute old or more: of two
+    /// requests at once, one claims it and the other is told to wait.
+    pub async fn create_link(&self, email: &Email, token: &str) -> Result<NewLink, StoreError> {
+        use magic_link_limit::Column::{Email as LimitEmail, LastSentAt};
         let now = now_millis();
-        let recent = magic_link::Entity::find()
-            .filter(magic_link::Column::Email.eq(email.as_str()))
-            .filter(magic_link::Column::CreatedAt.gt(now - LINK_INTERVAL_MILLIS))
-            .one(self.db.reads())
+        let claim = magic_link_limit::ActiveModel { email: Set(email.as_str().to_string()), last_sent_at: Set(now) };
+        let claimed = magic_link_limit::Entity::insert(claim)
+            .on_conflict(
+                OnConflict::column(LimitEmail)
+                    .update_column(LastSentAt)
+                    .action_and_where(Expr::col((magic_link_limit::Entity, LastSentAt)).lte(now - LINK_INTERVAL_MILLIS))
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db.writes())
             .await?;
-        if recent.is_some() {
-            return Ok(false);
+        if claimed == 0 {
+            let last = magic_link_limit::Entity::find_by_id(email.as_str()).one(self.db.writes()).await?;
+            let wait = Ord::max(last.map_or(LINK_INTERVAL_MILLIS, |l| l.last_sent_at + LINK_INTERVAL_MILLIS - now), 1);
+            return Ok(NewLink::TooSoon { retry_in: std::time::Duration::from_millis(wait as u64) });
         }
         let link = magic_link::ActiveModel {
             token_hash: Set(hash_token(token)),
@@ -72,7 +92,7 @@ impl Store {
             used_at: Set(None),
         };
         magic_link::Entity::insert(link).exec_without_returning(self.db.writes()).await?;
-        Ok(true)
+        Ok(NewLink::Created)
     }
 
     /// Uses up a link; the address it was for, if it was valid, unused and unexpired.
@@ -243,5 +263,68 @@ mod tests {
         read.sort();
         want.sort();
         assert_eq!(read, want);
+    }
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            cutx_platform::db::connect(&cutx_platform::db::sqlite_url(&dir.path().join("auth.db")), 4).await.unwrap();
+        cutx_migrations::migrate(db.writes()).await.unwrap();
+        (Store::new(db), dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_ten_link_requests_at_once_for_one_address_exactly_one_makes_a_link() {
+        let (store, _dir) = store().await;
+        let email = Email::parse("race@example.com").unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let (store, email) = (store.clone(), email.clone());
+            tasks.spawn(async move { store.create_link(&email, &new_token()).await.unwrap() });
+        }
+        let outcomes = tasks.join_all().await;
+        assert_eq!(outcomes.iter().filter(|o| **o == NewLink::Created).count(), 1, "{outcomes:?}");
+        for outcome in outcomes {
+            if let NewLink::TooSoon { retry_in } = outcome {
+                assert!(retry_in > std::time::Duration::ZERO && retry_in.as_millis() <= LINK_INTERVAL_MILLIS as u128);
+            }
+        }
+        // Another address is not held back by this one.
+        let other = Email::parse("other@example.com").unwrap();
+        assert_eq!(store.create_link(&other, &new_token()).await.unwrap(), NewLink::Created);
+    }
+
+    #[tokio::test]
+    async fn a_link_works_once_and_not_after_it_expires() {
+        let (store, _dir) = store().await;
+        let email = Email::parse("once@example.com").unwrap();
+        let token = new_token();
+        assert_eq!(store.create_link(&email, &token).await.unwrap(), NewLink::Created);
+        assert_eq!(store.redeem_link("not-a-token").await.unwrap(), None);
+        assert_eq!(store.redeem_link(&token).await.unwrap().as_deref(), Some("once@example.com"));
+        assert_eq!(store.redeem_link(&token).await.unwrap(), None, "a second use");
+
+        // A link whose 15 minutes are over is refused.
+        let later = Email::parse("expired@example.com").unwrap();
+        let stale = new_token();
+        store.create_link(&later, &stale).await.unwrap();
+        magic_link::Entity::update_many()
+            .col_expr(magic_link::Column::ExpiresAt, Expr::value(now_millis() - 1))
+            .filter(magic_link::Column::TokenHash.eq(hash_token(&stale)))
+            .exec(store.db.writes())
+            .await
+            .unwrap();
+        assert_eq!(store.redeem_link(&stale).await.unwrap(), None, "an expired link");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_redeems_of_one_link_at_once_sign_in_once() {
+        let (store, _dir) = store().await;
+        let email = Email::parse("twice@example.com").unwrap();
+        let token = new_token();
+        store.create_link(&email, &token).await.unwrap();
+        let (a, b) = tokio::join!(store.redeem_link(&token), store.redeem_link(&token));
+        let signed_in = [a.unwrap(), b.unwrap()].into_iter().flatten().count();
+        assert_eq!(signed_in, 1);
     }
 }

@@ -126,7 +126,18 @@ pub fn error_response_as(pool: &DescriptorPool, status: &Status, http: StatusCod
     let mut response = (http, axum::Json(error_body_as(pool, status, http))).into_response();
     crate::transcode::copy_set_cookies(status.metadata(), response.headers_mut());
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(seconds) = retry_after_seconds(status) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
+}
+
+/// A status's `RetryInfo` delay in whole seconds, rounded up (HTTP's `Retry-After` has no
+/// fractions, and waiting less than asked would be refused again).
+pub fn retry_after_seconds(status: &Status) -> Option<u64> {
+    use tonic_types::StatusExt;
+    let delay = status.get_details_retry_info()?.retry_delay?;
+    Some(delay.as_secs() + u64::from(delay.subsec_nanos() > 0))
 }
 
 /// Each `Any` of an encoded `google.rpc.Status` as JSON. Details the pool cannot describe are

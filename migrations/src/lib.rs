@@ -15,6 +15,7 @@ mod m20261128_000006_revoked_sessions;
 mod m20261202_000007_job_predictions;
 mod m20261202_000008_webhooks;
 mod m20261203_000009_billing_stripe;
+mod m20261203_000010_magic_link_limits;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_job_predictions::Migration),
             Box::new(m20261202_000008_webhooks::Migration),
             Box::new(m20261203_000009_billing_stripe::Migration),
+            Box::new(m20261203_000010_magic_link_limits::Migration),
         ]
     }
 }

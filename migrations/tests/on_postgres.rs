@@ -30,6 +30,7 @@ async fn the_schema_applies_on_postgresql_and_applying_it_again_changes_nothing(
         "job_outputs",
         "job_transitions",
         "jobs",
+        "magic_link_limits",
         "magic_links",
         "projects",
         "queue_messages",

@@ -61,6 +61,15 @@ pub fn with_reason(code: Code, message: impl Into<String>, reason: &str) -> Stat
     Status::with_error_details(code, message, details)
 }
 
+/// Too many requests: `RESOURCE_EXHAUSTED` with a `RetryInfo` (how long to wait, at least a
+/// second; the gateway answers it as HTTP 429 with `Retry-After`) and an `ErrorInfo` reason.
+pub fn rate_limited(message: impl Into<String>, retry_in: std::time::Duration, reason: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_retry_info(Some(retry_in.max(std::time::Duration::from_secs(1))));
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::ResourceExhausted, message, details)
+}
+
 /// Too few credits: `FAILED_PRECONDITION` with reason `INSUFFICIENT_CREDITS`.
 pub fn insufficient_credits(needed: crate::credits::Credits, balance: crate::credits::Credits) -> Status {
     with_reason(

@@ -8,6 +8,7 @@ pub mod fake_stripe;
 pub mod grpc_web;
 pub mod nats;
 pub mod server;
+pub mod smtp;
 
 pub use client::{ApiError, Client, Transport};
 pub use server::{Infra, Mode, Server};

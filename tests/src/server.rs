@@ -174,13 +174,33 @@ pub struct Server {
     pub services: Vec<(String, String)>,
     /// The distributed mesh's environment, for another process of it.
     env: Vec<(String, String)>,
+    /// What the distributed mesh's processes wrote to stderr (their logs).
+    logs: Logs,
     running: Running,
     _dir: tempfile::TempDir,
 }
 
+/// The stderr of a mesh's processes: passed on to the test's own (as if inherited) and kept.
+#[derive(Clone, Default)]
+struct Logs(Arc<parking_lot::Mutex<Vec<String>>>);
+
+impl Logs {
+    fn follow(&self, name: &str, child: &mut Child) {
+        let Some(stderr) = child.stderr.take() else { return };
+        let (logs, name) = (self.clone(), name.to_string());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+                logs.0.lock().push(format!("{name}: {line}"));
+            }
+        });
+    }
+}
+
 /// `CUTX_BIN`, or the `cutx` binary beside this executable (`target/<profile>/cutx-bench`) or
 /// one folder up from it (a test's `target/<profile>/deps/..`).
-fn binary() -> anyhow::Result<PathBuf> {
+pub fn binary() -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var("CUTX_BIN") {
         return Ok(path.into());
     }
@@ -236,6 +256,7 @@ impl Server {
             nats: None,
             services: Vec::new(),
             env: Vec::new(),
+            logs: Logs::default(),
             running: Running::Process(child),
             _dir: dir,
         })
@@ -338,14 +359,12 @@ impl Server {
         env.extend(extra_env.iter().map(|(k, v)| (*k, v.to_string())));
         let command = |args: &[&str]| {
             let mut c = Command::new(binary().expect("the cutx binary"));
-            c.args(args)
-                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit());
+            c.args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).stdout(Stdio::piped()).stderr(Stdio::piped());
             c.kill_on_drop(true);
             c
         };
-        let migrated = command(&["migrate"]).stdout(Stdio::null()).status().await?;
+        let logs = Logs::default();
+        let migrated = command(&["migrate"]).stdout(Stdio::null()).stderr(Stdio::inherit()).status().await?;
         anyhow::ensure!(migrated.success(), "cutx migrate failed");
         let mut children = Vec::new();
         let mut processes = vec![
@@ -367,6 +386,7 @@ impl Server {
         for (name, listen) in processes {
             let service = name.split('-').next().unwrap();
             let mut child = command(&[service, "--listen", &format!("127.0.0.1:{listen}")]).spawn()?;
+            logs.follow(name, &mut child);
             wait_listening(name, &mut child).await?;
             children.push((name.to_string(), child));
         }
@@ -391,6 +411,7 @@ impl Server {
             in_process_pipelines: in_process,
             services,
             env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            logs,
             running: Running::Processes(children),
             _dir: dir,
         })
@@ -424,13 +445,19 @@ impl Server {
             .args(["gateway", "--listen", &format!("127.0.0.1:{port}")])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("starting another gateway");
+        self.logs.follow(&name, &mut child);
         wait_listening(&name, &mut child).await.expect("another gateway listening");
         children.push((name, child));
         format!("http://127.0.0.1:{port}")
+    }
+
+    /// Every line the distributed mesh's processes have logged so far, `name: line`.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.0.lock().clone()
     }
 
     /// The key that signs this CutX's user sessions: `CUTX_SESSION_SECRET` of a distributed
@@ -500,6 +527,7 @@ impl Server {
             nats: None,
             services: Vec::new(),
             env: Vec::new(),
+            logs: Logs::default(),
             running: Running::InProcess(Some(mesh)),
             _dir: dir,
         }

@@ -98,11 +98,26 @@ pub struct SessionArgs {
     /// Signs users' session tokens (JWT, HS256); the gateway and auth-svc share it.
     #[arg(long, env = "CUTX_SESSION_SECRET", hide_env_values = true)]
     pub session_secret: Secret,
+    /// Earlier session secrets, comma-separated, still accepted for tokens they signed (a
+    /// rotation: the new secret signs, the old ones verify until their tokens expire, 7 days).
+    #[arg(long, env = "CUTX_SESSION_SECRET_PREVIOUS", hide_env_values = true)]
+    pub session_secret_previous: Option<Secret>,
 }
 
 impl SessionArgs {
     pub fn key(&self) -> anyhow::Result<cutx_platform::session::SessionKey> {
-        Ok(cutx_platform::session::SessionKey::new(&secret(&self.session_secret, "CUTX_SESSION_SECRET")?))
+        let current = secret(&self.session_secret, "CUTX_SESSION_SECRET")?;
+        let previous = match &self.session_secret_previous {
+            Some(list) => list
+                .expose()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| secret(&Secret::new(s.to_string()), "CUTX_SESSION_SECRET_PREVIOUS"))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        Ok(cutx_platform::session::SessionKey::new(&current).with_previous(&previous))
     }
 }
 

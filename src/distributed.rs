@@ -567,8 +567,11 @@ mod tests {
     const STRIPE_KEY: &str = "sk_test_MARKA";
     const STRIPE_WEBHOOK: &str = "whsec_MARKB";
     const SMTP: &str = "smtps://cutx:MARKC-password@smtp.example.com:465";
-    const MARKS: [&str; 12] =
-        ["MARK1", "MARK2", "MARK3", "MARK4", "MARK5", "MARK6", "MARK7", "MARK8", "MARK9", "MARKA", "MARKB", "MARKC"];
+    const PREVIOUS_SESSIONS: &str = "session-MARKD-0123456789,session-MARKD-9876543210";
+    const MARKS: [&str; 13] = [
+        "MARK1", "MARK2", "MARK3", "MARK4", "MARK5", "MARK6", "MARK7", "MARK8", "MARK9", "MARKA", "MARKB", "MARKC",
+        "MARKD",
+    ];
 
     fn assert_no_secret(name: &str, printed: &str) {
         for mark in MARKS {
@@ -579,7 +582,7 @@ mod tests {
     #[test]
     fn no_process_configuration_prints_a_secret_with_debug() {
         let mesh = ["--mesh-secret", MESH];
-        let session = ["--session-secret", SESSION];
+        let session = ["--session-secret", SESSION, "--session-secret-previous", PREVIOUS_SESSIONS];
         let db = ["--database-url", DB];
         let queue = ["--queue", "nats", "--nats-url", NATS];
         let media =

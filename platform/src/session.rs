@@ -41,10 +41,17 @@ pub struct Session {
 #[error("invalid or expired session token")]
 pub struct InvalidSession;
 
+/// How far past `exp` a token is still taken: room for clocks that disagree a little between
+/// the process that issued it and the one checking it.
+pub const LEEWAY_SECS: u64 = 30;
+
+/// Signs new session tokens with the current secret and verifies with it or any previous one,
+/// so that a secret can be rotated without signing everybody out: the new one becomes current,
+/// the old one stays in the verification list until its tokens have expired (7 days).
 #[derive(Clone)]
 pub struct SessionKey {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    decoding: Vec<DecodingKey>,
 }
 
 impl std::fmt::Debug for SessionKey {
@@ -58,8 +65,16 @@ impl SessionKey {
         let bytes = secret.expose().as_bytes();
         // Config validation refuses empty secrets, the only input HMAC keys reject.
         let encoding = EncodingKey::from_secret(bytes).expect("a non-empty HMAC key");
-        let decoding = DecodingKey::from_secret(bytes).expect("a non-empty HMAC key");
+        let decoding = vec![DecodingKey::from_secret(bytes).expect("a non-empty HMAC key")];
         Self { encoding, decoding }
+    }
+
+    /// Also verifies tokens signed with `previous` secrets (a rotation under way).
+    pub fn with_previous(mut self, previous: &[Secret]) -> Self {
+        for secret in previous {
+            self.decoding.push(DecodingKey::from_secret(secret.expose().as_bytes()).expect("a non-empty HMAC key"));
+        }
+        self
     }
 
     /// Issues a session token for `user_id`, valid for [`session_lifetime`].
@@ -81,13 +96,20 @@ impl SessionKey {
         (token, Session { user_id, session_id, expires_at })
     }
 
+    /// A session from a token: HS256 only (the algorithm is fixed here, never taken from the
+    /// token's header), signed by the current or a previous secret, from this issuer for this
+    /// audience, not expired beyond [`LEEWAY_SECS`], for a well-formed user id.
     pub fn verify(&self, token: &str) -> Result<Session, InvalidSession> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 0;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|_| InvalidSession)?;
+        validation.leeway = LEEWAY_SECS;
+        let data = self
+            .decoding
+            .iter()
+            .find_map(|key| jsonwebtoken::decode::<Claims>(token, key, &validation).ok())
+            .ok_or(InvalidSession)?;
         let user_id = data.claims.sub.parse().map_err(|_| InvalidSession)?;
         let expires_at = DateTime::from_timestamp(data.claims.exp, 0).ok_or(InvalidSession)?;
         Ok(Session { user_id, session_id: data.claims.jti, expires_at })
@@ -150,6 +172,106 @@ mod tests {
         let k = key("s");
         let (token, _) = k.issue(UserId::new(), Utc::now() - Duration::days(8));
         assert_eq!(k.verify(&token), Err(InvalidSession));
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A token with this header and these claims, signed with HMAC-SHA-256 under `secret` (or
+    /// with no signature for `"alg": "none"`), as an attacker could make one.
+    fn forge(header: serde_json::Value, claims: &serde_json::Value, secret: &str) -> String {
+        use hmac::Mac;
+        let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        if header["alg"] == "none" {
+            return format!("{signing_input}.");
+        }
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(signing_input.as_bytes());
+        format!("{signing_input}.{}", b64(&mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn verification_refuses_every_token_it_should_and_takes_the_rest() {
+        let k = key("the-session-secret");
+        let user = UserId::new();
+        let now = Utc::now().timestamp();
+        let good = || {
+            serde_json::json!({"iss": "cutx", "aud": "cutx-api", "sub": user.to_string(), "jti": "s1",
+                               "iat": now, "exp": now + 3600})
+        };
+        let with = |field: &str, value: serde_json::Value| {
+            let mut c = good();
+            c[field] = value;
+            c
+        };
+        let without = |field: &str| {
+            let mut c = good();
+            c.as_object_mut().unwrap().remove(field);
+            c
+        };
+        let hs256 = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+        let secret = "the-session-secret";
+        let table: Vec<(&str, String, bool)> = vec![
+            ("well formed", forge(hs256.clone(), &good(), secret), true),
+            ("expired within the leeway", forge(hs256.clone(), &with("exp", (now - 10).into()), secret), true),
+            ("alg none", forge(serde_json::json!({"alg": "none"}), &good(), secret), false),
+            ("alg None", forge(serde_json::json!({"alg": "None"}), &good(), secret), false),
+            ("HS256 with another key", forge(hs256.clone(), &good(), "another-secret"), false),
+            ("HS384 header with the right key", forge(serde_json::json!({"alg": "HS384"}), &good(), secret), false),
+            ("RS256 header", forge(serde_json::json!({"alg": "RS256"}), &good(), secret), false),
+            ("expired beyond the leeway", forge(hs256.clone(), &with("exp", (now - 31).into()), secret), false),
+            ("no exp", forge(hs256.clone(), &without("exp"), secret), false),
+            ("wrong aud", forge(hs256.clone(), &with("aud", "another-api".into()), secret), false),
+            ("no aud", forge(hs256.clone(), &without("aud"), secret), false),
+            ("wrong iss", forge(hs256.clone(), &with("iss", "someone-else".into()), secret), false),
+            ("no iss", forge(hs256.clone(), &without("iss"), secret), false),
+            ("sub not a user id", forge(hs256.clone(), &with("sub", "admin".into()), secret), false),
+            ("no sub", forge(hs256.clone(), &without("sub"), secret), false),
+            ("empty", String::new(), false),
+            ("garbage", "a.b.c".into(), false),
+        ];
+        for (what, token, accepted) in &table {
+            assert_eq!(k.verify(token).is_ok(), *accepted, "{what}");
+        }
+        // A payload altered after signing.
+        let signed = forge(hs256, &good(), secret);
+        let parts: Vec<&str> = signed.split('.').collect();
+        let other = b64(with("sub", UserId::new().to_string().into()).to_string().as_bytes());
+        assert_eq!(k.verify(&format!("{}.{other}.{}", parts[0], parts[2])), Err(InvalidSession), "altered payload");
+    }
+
+    #[test]
+    fn a_known_token_verifies_to_its_known_session() {
+        // HS256 under "known-answer-secret" of {"iss":"cutx","aud":"cutx-api",
+        // "sub":"0192f5a4-1c3e-7b2a-9c4d-5e6f7a8b9c0d","jti":"kat","iat":1700000000,
+        // "exp":4102444800}, made outside this code (Python's hmac and base64).
+        const TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJjdXR4IiwiYXVkIjoiY3V0eC1hcGkiLCJzdWIiOiIwMTkyZjVhNC0xYzNlLTdiMmEtOWM0ZC01ZTZmN2E4YjljMGQiLCJqdGkiOiJrYXQiLCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.byISWTI59sil_cmDhZwrd2kAaW56uElBMGOREYxcruw";
+        let session = key("known-answer-secret").verify(TOKEN).unwrap();
+        assert_eq!(session.user_id.to_string(), "0192f5a4-1c3e-7b2a-9c4d-5e6f7a8b9c0d");
+        assert_eq!(session.session_id, "kat");
+        assert_eq!(session.expires_at.timestamp(), 4_102_444_800);
+        assert_eq!(key("another-secret").verify(TOKEN), Err(InvalidSession));
+        // The test's own forger signs the same claims the same way (its keys come out sorted, so
+        // the text differs), so the refusals above are of real forgeries.
+        let claims = serde_json::json!({"iss": "cutx", "aud": "cutx-api", "sub": "0192f5a4-1c3e-7b2a-9c4d-5e6f7a8b9c0d",
+                                        "jti": "kat", "iat": 1_700_000_000, "exp": 4_102_444_800_i64});
+        let forged = forge(serde_json::json!({"alg": "HS256", "typ": "JWT"}), &claims, "known-answer-secret");
+        assert_eq!(key("known-answer-secret").verify(&forged), Ok(session));
+    }
+
+    #[test]
+    fn a_rotated_secret_keeps_old_tokens_valid_and_signs_only_with_the_new_one() {
+        let old = key("old-secret");
+        let rotated = key("new-secret").with_previous(&[Secret::new("old-secret".into())]);
+        let (old_token, _) = old.issue(UserId::new(), Utc::now());
+        assert!(rotated.verify(&old_token).is_ok(), "a token of the previous secret");
+        let (new_token, _) = rotated.issue(UserId::new(), Utc::now());
+        assert!(key("new-secret").verify(&new_token).is_ok(), "signed with the current secret");
+        assert_eq!(old.verify(&new_token), Err(InvalidSession));
+        let (stranger, _) = key("unrelated").issue(UserId::new(), Utc::now());
+        assert_eq!(rotated.verify(&stranger), Err(InvalidSession));
     }
 
     #[test]

@@ -75,3 +75,33 @@ async fn a_link_redeemed_twice_at_once_gives_one_session_and_then_none() {
     assert_eq!(again.code, tonic::Code::Unauthenticated);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cookie_is_secure_exactly_when_the_public_url_is_https() {
+    for (public_url, secure) in [(Some("https://cutx.example.com"), true), (None, false)] {
+        let env: Vec<(&str, &str)> = public_url.map(|u| ("CUTX_PUBLIC_URL", u)).into_iter().collect();
+        let server = Server::spawn_with(&env).await;
+        let client = Client::new(&server, Transport::Rest);
+        client.request_magic_link("cookie@example.com").await.unwrap();
+        let token = client.link_token_for("cookie@example.com").await;
+        let http = cutx_tests::http();
+        let verified = http.get(format!("{}/api/auth/verify?token={token}", server.base)).send().await.unwrap();
+        assert_eq!(verified.status(), 200);
+        assert_eq!(verified.headers()["cache-control"], "no-store");
+        let set = verified.headers()["set-cookie"].to_str().unwrap().to_string();
+        let body: serde_json::Value = verified.json().await.unwrap();
+        let logout = http
+            .post(format!("{}/api/auth/logout", server.base))
+            .bearer_auth(body["token"].as_str().unwrap())
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        let cleared = logout.headers()["set-cookie"].to_str().unwrap().to_string();
+        for cookie in [&set, &cleared] {
+            assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+            assert_eq!(cookie.contains("; Secure"), secure, "{public_url:?}: {cookie}");
+        }
+        server.stop().await;
+    }
+}

@@ -80,6 +80,37 @@ impl BrowserArgs {
     }
 }
 
+/// Calls per user and per client address at the gateway (`cutx_gateway::rate_limit`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct RateLimitArgs {
+    /// Calls one signed-in user may make, like `600/min` (in bursts of as many); unset: no limit.
+    #[arg(long, env = "CUTX_RATE_LIMIT_USER")]
+    pub rate_limit_user: Option<String>,
+    /// Calls one client address may make, like `1200/min`; unset: no limit.
+    #[arg(long, env = "CUTX_RATE_LIMIT_ADDRESS")]
+    pub rate_limit_address: Option<String>,
+    /// Count loopback addresses against CUTX_RATE_LIMIT_ADDRESS too.
+    #[arg(long, env = "CUTX_RATE_LIMIT_LOOPBACK")]
+    pub rate_limit_loopback: bool,
+}
+
+impl RateLimitArgs {
+    pub fn limits(&self) -> anyhow::Result<cutx_gateway::RateLimits> {
+        let rate = |value: &Option<String>, var: &str| {
+            value
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| cutx_gateway::Rate::parse(v).map_err(|e| anyhow::anyhow!("{var}: {v:?} is not {e}")))
+                .transpose()
+        };
+        Ok(cutx_gateway::RateLimits {
+            per_user: rate(&self.rate_limit_user, "CUTX_RATE_LIMIT_USER")?,
+            per_address: rate(&self.rate_limit_address, "CUTX_RATE_LIMIT_ADDRESS")?,
+            limit_loopback: self.rate_limit_loopback,
+        })
+    }
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct MeshArgs {
     /// Signs the tokens services call each other with; the same in every process.

@@ -57,6 +57,8 @@ pub struct DevOptions {
     pub stripe: crate::payments::StripeApiArgs,
     /// Extra CORS origins and host names, beyond the loopback ones.
     pub browser: crate::config::BrowserArgs,
+    /// Calls per user and per address; none by default.
+    pub rate_limits: cutx_gateway::RateLimits,
 }
 
 impl DevOptions {
@@ -80,6 +82,7 @@ impl DevOptions {
             stripe_webhook_secrets: Vec::new(),
             stripe: crate::payments::StripeApiArgs::default(),
             browser: crate::config::BrowserArgs::default(),
+            rate_limits: cutx_gateway::RateLimits::default(),
             wrap_queue: None,
         }
     }
@@ -125,6 +128,7 @@ impl DevMesh {
             stripe_webhook_secrets,
             stripe,
             browser,
+            rate_limits,
         } = options;
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let secrets = Secrets::load_or_create(&data_dir)?;
@@ -187,6 +191,7 @@ impl DevMesh {
             max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
             cors: cutx_gateway::CorsOrigins::LoopbackAnd(browser.origins()?),
             allowed_hosts: cutx_gateway::AllowedHosts::local(listen.ip(), public_url.as_deref(), &browser.hosts()?),
+            rate_limits,
             revocations_from: Some(auth_c),
             edge: cutx_gateway::EdgeLimits::default(),
         })

@@ -128,6 +128,8 @@ pub struct GatewayArgs {
     #[command(flatten)]
     pub browser: crate::config::BrowserArgs,
     #[command(flatten)]
+    pub rate_limits: crate::config::RateLimitArgs,
+    #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
     pub mesh: MeshArgs,
@@ -175,6 +177,7 @@ pub async fn gateway(args: GatewayArgs, shutdown: impl Future<Output = ()> + Sen
             hosts if hosts.is_empty() => cutx_gateway::AllowedHosts::Any,
             hosts => cutx_gateway::AllowedHosts::Only(hosts),
         },
+        rate_limits: args.rate_limits.limits()?,
         revocations_from: Some(auth_for_revocations),
         edge: cutx_gateway::EdgeLimits::default(),
     })

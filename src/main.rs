@@ -56,6 +56,8 @@ enum Command {
         stripe_api: cutx::payments::StripeApiArgs,
         #[command(flatten)]
         browser: cutx::config::BrowserArgs,
+        #[command(flatten)]
+        rate_limits: cutx::config::RateLimitArgs,
     },
     /// Applies the database schema (PostgreSQL or SQLite) and exits.
     Migrate(distributed::MigrateArgs),
@@ -102,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
             stripe,
             stripe_api,
             browser,
+            rate_limits,
         } => {
             let mut options = DevOptions::new(listen, data_dir.clone());
             options.public_url =
@@ -115,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
             options.stripe_webhook_secrets = stripe.secrets();
             options.stripe = stripe_api;
             options.browser = browser;
+            options.rate_limits = rate_limits.limits()?;
             let provider = match (options.outside.replicate.is_some(), instant_provider) {
                 (true, _) => format!("Replicate ({})", replicate.replicate_base_url),
                 (false, true) => "instant (tiny fixed files, for benchmarks)".to_string(),

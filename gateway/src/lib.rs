@@ -21,6 +21,7 @@ mod http_rule;
 mod identity;
 pub mod openapi;
 mod openapi_rules;
+mod rate_limit;
 mod reflection;
 mod rest;
 mod revocations;
@@ -55,6 +56,7 @@ use crate::routes::RouteTable;
 pub use crate::serve::EdgeLimits;
 
 pub use browser_guard::AllowedHosts;
+pub use rate_limit::{Rate, RateLimits};
 
 pub struct GatewayConfig {
     pub listen: SocketAddr,
@@ -78,6 +80,8 @@ pub struct GatewayConfig {
     pub edge: EdgeLimits,
     /// The host names it answers for (`cutx dev`: loopback and its own).
     pub allowed_hosts: AllowedHosts,
+    /// Calls per user and per client address; none by default.
+    pub rate_limits: RateLimits,
 }
 
 /// The origins a browser may call the gateway from, with the session cookie. Never `null`,
@@ -123,6 +127,7 @@ impl Gateway {
         let revoked = identity::Revocations::default();
         let follower = config.revocations_from.map(|auth| (auth, config.mesh.clone(), revoked.clone()));
         let identity = IdentityMinter::new(config.sessions, config.mesh, revoked);
+        let limiter = rate_limit::Limiter::new(&config.rate_limits, identity.clone());
 
         let openapi = Arc::new(openapi::document(&table));
         config.edge.validate()?;
@@ -156,6 +161,7 @@ impl Gateway {
                 }
             }))
             // Inside CORS, so that a browser can read a 431 too.
+            .layer(axum::middleware::from_fn_with_state((limiter, header_pool.clone()), rate_limit::limit))
             .layer(axum::middleware::from_fn_with_state(header_pool, header_limit::refuse_large_heads))
             .layer(cors(config.cors))
             // Outside CORS, so that it can take CORS off the dev mailbox.

@@ -157,7 +157,9 @@ fn serve_connection(
     let seen = requested.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         seen.store(true, Ordering::Relaxed);
-        app.clone().oneshot(request.map(Body::new))
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(crate::rate_limit::ClientAddr(peer));
+        app.clone().oneshot(request)
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
     let connection = graceful.watch(connection);

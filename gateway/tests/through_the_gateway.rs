@@ -218,6 +218,7 @@ async fn spawn_mesh_with(edge: cutx_gateway::EdgeLimits, dead_backend: bool) -> 
         max_body_bytes: GatewayConfig::DEFAULT_MAX_BODY,
         cors: cutx_gateway::CorsOrigins::LoopbackAnd(vec![http::HeaderValue::from_static("https://studio.example")]),
         allowed_hosts: cutx_gateway::AllowedHosts::Any,
+        rate_limits: cutx_gateway::RateLimits::default(),
         revocations_from: None,
         edge,
     };

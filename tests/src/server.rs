@@ -463,7 +463,8 @@ impl Server {
     /// The key that signs this CutX's user sessions: `CUTX_SESSION_SECRET` of a distributed
     /// mesh, or the one `cutx dev` keeps in its data folder.
     pub fn session_key(&self) -> cutx_platform::session::SessionKey {
-        let secret = match self.env.iter().find(|(k, _)| k == "CUTX_SESSION_SECRET") {
+        // The last setting wins, as it does for the processes (a test's own comes after ours).
+        let secret = match self.env.iter().rev().find(|(k, _)| k == "CUTX_SESSION_SECRET") {
             Some((_, v)) => v.clone(),
             None => {
                 let stored = std::fs::read(self.data_dir.join("secrets.json")).expect("cutx dev's secrets.json");

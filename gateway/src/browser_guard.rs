@@ -14,7 +14,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -122,11 +121,7 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
     if !guard.hosts.allows(request_host(&parts)) {
         let status = Status::permission_denied("this server does not answer for that host name");
         if crate::grpc::is_grpc_headers(&parts.headers) {
-            let mut answer = status.into_http::<Body>();
-            if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
-                answer.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());
-            }
-            return answer;
+            return crate::grpc::refusal(status, &parts.headers);
         }
         let body = crate::status_http::error_body_as(&guard.pool, &status, StatusCode::MISDIRECTED_REQUEST);
         return (StatusCode::MISDIRECTED_REQUEST, axum::Json(body)).into_response();

@@ -36,6 +36,17 @@ pub fn is_grpc_headers(headers: &http::HeaderMap) -> bool {
         .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
+/// The gateway's own refusal of a gRPC or gRPC-web call it read the head of: a trailers-only
+/// `status` under HTTP 200 (grpc-go and grpc-web derive the code from any other HTTP status), in
+/// the request's own content type (gRPC-web answers binary or text even when trailers-only).
+pub fn refusal(status: tonic::Status, request_headers: &http::HeaderMap) -> Response {
+    let mut answer = status.into_http::<axum::body::Body>();
+    if let Some(content_type) = request_headers.get(http::header::CONTENT_TYPE) {
+        answer.headers_mut().insert(http::header::CONTENT_TYPE, content_type.clone());
+    }
+    answer
+}
+
 pub async fn grpc_service(
     pool: &DescriptorPool,
     exposed: &HashSet<String>,

@@ -15,7 +15,6 @@
 //! The transports' own limits ([`TRANSPORT_MAX_HEADER_BYTES`]) are well above this one, so heads
 //! up to there get this answer; a bigger one gets the transport's bare 431.
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -61,14 +60,8 @@ pub async fn refuse_large_heads(State(pool): State<DescriptorPool>, request: Req
     let status =
         Status::resource_exhausted(format!("request headers are larger than the {MAX_HEADER_BYTES} byte limit"));
     if crate::grpc::is_grpc_headers(&parts.headers) {
-        // HTTP 200 with the status in `grpc-status`: gRPC and gRPC-web clients other than tonic
-        // read any other HTTP status as the call's code, and 431 means nothing to them.
-        let mut answer = status.into_http::<Body>();
-        // gRPC-web answers in its own content type (binary or text) even when trailers-only.
-        if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
-            answer.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());
-        }
-        return answer;
+        // 431 means nothing to a gRPC client: the status goes in `grpc-status` under HTTP 200.
+        return crate::grpc::refusal(status, &parts.headers);
     }
     let body = crate::status_http::error_body(&pool, &status);
     (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, axum::Json(body)).into_response()

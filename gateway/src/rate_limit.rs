@@ -15,14 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use cutx_platform::ids::UserId;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use http::header;
 
 use crate::identity::IdentityMinter;
 
@@ -134,11 +132,7 @@ pub async fn limit(
         "RATE_LIMITED",
     );
     if crate::grpc::is_grpc_headers(request.headers()) {
-        let mut answer = status.into_http::<Body>();
-        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
-            answer.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());
-        }
-        return answer;
+        return crate::grpc::refusal(status, request.headers());
     }
     crate::status_http::error_response(&pool, &status)
 }

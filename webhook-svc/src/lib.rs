@@ -10,6 +10,7 @@
 //! identity `webhook`.
 
 mod claims;
+mod refusal;
 mod replicate;
 pub mod stripe;
 pub mod stripe_signature;

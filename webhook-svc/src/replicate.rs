@@ -98,13 +98,13 @@ enum Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let (status, error) = match self {
-            Self::Signature => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            Self::NoSecret | Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+        use crate::refusal::Kind;
+        let kind = match self {
+            Self::Signature => Kind::Unauthenticated,
+            Self::NoSecret | Self::Busy => Kind::Unavailable,
+            Self::BadRequest(_) => Kind::InvalidArgument,
         };
-        let body = serde_json::json!({ "error": error, "message": self.to_string(), "code": status.as_u16() });
-        (status, axum::Json(body)).into_response()
+        crate::refusal::answer(kind, self.to_string())
     }
 }
 
